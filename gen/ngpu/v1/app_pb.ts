@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/app.proto.
  */
 export const file_ngpu_v1_app: GenFile = /*@__PURE__*/
-  fileDesc("ChFuZ3B1L3YxL2FwcC5wcm90bxIHbmdwdS52MSI2Cg5Qcm9jZXNzUnVudGltZRIPCgdjb21tYW5kGAEgAygJEhMKC3dvcmtpbmdfZGlyGAIgASgJIiwKDURvY2tlclJ1bnRpbWUSDQoFaW1hZ2UYASABKAkSDAoEcG9ydBgCIAEoDSJnCgdSdW50aW1lEioKB3Byb2Nlc3MYASABKAsyFy5uZ3B1LnYxLlByb2Nlc3NSdW50aW1lSAASKAoGZG9ja2VyGAIgASgLMhYubmdwdS52MS5Eb2NrZXJSdW50aW1lSABCBgoEa2luZCKaAwoDQXBwEgoKAmlkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3ZlcnNpb24YBCABKA0SIQoHcnVudGltZRgFIAEoCzIQLm5ncHUudjEuUnVudGltZRIlCgNncHUYBiABKAsyGC5uZ3B1LnYxLkdwdVJlcXVpcmVtZW50cxIiCgNlbnYYByADKAsyFS5uZ3B1LnYxLkFwcC5FbnZFbnRyeRItCgxpbnB1dF9zY2hlbWEYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnRpbWVvdXRfbXMYCSABKAMSLwoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtkZXNjcmlwdGlvbhgMIAEoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8CChBEZXBsb3lBcHBSZXF1ZXN0EgwKBG5hbWUYASABKAkSIQoHcnVudGltZRgCIAEoCzIQLm5ncHUudjEuUnVudGltZRIlCgNncHUYAyABKAsyGC5uZ3B1LnYxLkdwdVJlcXVpcmVtZW50cxIvCgNlbnYYBCADKAsyIi5uZ3B1LnYxLkRlcGxveUFwcFJlcXVlc3QuRW52RW50cnkSLQoMaW5wdXRfc2NoZW1hGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgp0aW1lb3V0X21zGAYgASgDEhMKC2Rlc2NyaXB0aW9uGAcgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPwoRRGVwbG95QXBwUmVzcG9uc2USGQoDYXBwGAEgASgLMgwubmdwdS52MS5BcHASDwoHY3JlYXRlZBgCIAEoCCLLAgoQVXBkYXRlQXBwUmVxdWVzdBILCgNhcHAYASABKAkSJgoHcnVudGltZRgCIAEoCzIQLm5ncHUudjEuUnVudGltZUgAiAEBEioKA2dwdRgDIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzSAGIAQESLwoDZW52GAQgAygLMiIubmdwdS52MS5VcGRhdGVBcHBSZXF1ZXN0LkVudkVudHJ5EhMKC3JlcGxhY2VfZW52GAUgASgIEhcKCnRpbWVvdXRfbXMYBiABKANIAogBARIYCgtkZXNjcmlwdGlvbhgHIAEoCUgDiAEBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3J1bnRpbWVCBgoEX2dwdUINCgtfdGltZW91dF9tc0IOCgxfZGVzY3JpcHRpb24iLgoRVXBkYXRlQXBwUmVzcG9uc2USGQoDYXBwGAEgASgLMgwubmdwdS52MS5BcHAiHAoNR2V0QXBwUmVxdWVzdBILCgNhcHAYASABKAkiKwoOR2V0QXBwUmVzcG9uc2USGQoDYXBwGAEgASgLMgwubmdwdS52MS5BcHAiOAoPTGlzdEFwcHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkcKEExpc3RBcHBzUmVzcG9uc2USGgoEYXBwcxgBIAMoCzIMLm5ncHUudjEuQXBwEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKQAgoKQXBwU2VydmljZRJCCglEZXBsb3lBcHASGS5uZ3B1LnYxLkRlcGxveUFwcFJlcXVlc3QaGi5uZ3B1LnYxLkRlcGxveUFwcFJlc3BvbnNlEkIKCVVwZGF0ZUFwcBIZLm5ncHUudjEuVXBkYXRlQXBwUmVxdWVzdBoaLm5ncHUudjEuVXBkYXRlQXBwUmVzcG9uc2USOQoGR2V0QXBwEhYubmdwdS52MS5HZXRBcHBSZXF1ZXN0GhcubmdwdS52MS5HZXRBcHBSZXNwb25zZRI/CghMaXN0QXBwcxIYLm5ncHUudjEuTGlzdEFwcHNSZXF1ZXN0GhkubmdwdS52MS5MaXN0QXBwc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
+  fileDesc("ChFuZ3B1L3YxL2FwcC5wcm90bxIHbmdwdS52MSI2Cg5Qcm9jZXNzUnVudGltZRIPCgdjb21tYW5kGAEgAygJEhMKC3dvcmtpbmdfZGlyGAIgASgJIiwKDURvY2tlclJ1bnRpbWUSDQoFaW1hZ2UYASABKAkSDAoEcG9ydBgCIAEoDSIeCg5CdWlsdGluUnVudGltZRIMCgRuYW1lGAEgASgJIpMBCgdSdW50aW1lEioKB3Byb2Nlc3MYASABKAsyFy5uZ3B1LnYxLlByb2Nlc3NSdW50aW1lSAASKAoGZG9ja2VyGAIgASgLMhYubmdwdS52MS5Eb2NrZXJSdW50aW1lSAASKgoHYnVpbHRpbhgDIAEoCzIXLm5ncHUudjEuQnVpbHRpblJ1bnRpbWVIAEIGCgRraW5kIpoDCgNBcHASCgoCaWQYASABKAkSFAoMd29ya3NwYWNlX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoDRIhCgdydW50aW1lGAUgASgLMhAubmdwdS52MS5SdW50aW1lEiUKA2dwdRgGIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzEiIKA2VudhgHIAMoCzIVLm5ncHUudjEuQXBwLkVudkVudHJ5Ei0KDGlucHV0X3NjaGVtYRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKdGltZW91dF9tcxgJIAEoAxIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAwgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinwIKEERlcGxveUFwcFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIhCgdydW50aW1lGAIgASgLMhAubmdwdS52MS5SdW50aW1lEiUKA2dwdRgDIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzEi8KA2VudhgEIAMoCzIiLm5ncHUudjEuRGVwbG95QXBwUmVxdWVzdC5FbnZFbnRyeRItCgxpbnB1dF9zY2hlbWEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnRpbWVvdXRfbXMYBiABKAMSEwoLZGVzY3JpcHRpb24YByABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI/ChFEZXBsb3lBcHBSZXNwb25zZRIZCgNhcHAYASABKAsyDC5uZ3B1LnYxLkFwcBIPCgdjcmVhdGVkGAIgASgIIssCChBVcGRhdGVBcHBSZXF1ZXN0EgsKA2FwcBgBIAEoCRImCgdydW50aW1lGAIgASgLMhAubmdwdS52MS5SdW50aW1lSACIAQESKgoDZ3B1GAMgASgLMhgubmdwdS52MS5HcHVSZXF1aXJlbWVudHNIAYgBARIvCgNlbnYYBCADKAsyIi5uZ3B1LnYxLlVwZGF0ZUFwcFJlcXVlc3QuRW52RW50cnkSEwoLcmVwbGFjZV9lbnYYBSABKAgSFwoKdGltZW91dF9tcxgGIAEoA0gCiAEBEhgKC2Rlc2NyaXB0aW9uGAcgASgJSAOIAQEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfcnVudGltZUIGCgRfZ3B1Qg0KC190aW1lb3V0X21zQg4KDF9kZXNjcmlwdGlvbiIuChFVcGRhdGVBcHBSZXNwb25zZRIZCgNhcHAYASABKAsyDC5uZ3B1LnYxLkFwcCIcCg1HZXRBcHBSZXF1ZXN0EgsKA2FwcBgBIAEoCSIrCg5HZXRBcHBSZXNwb25zZRIZCgNhcHAYASABKAsyDC5uZ3B1LnYxLkFwcCI4Cg9MaXN0QXBwc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiRwoQTGlzdEFwcHNSZXNwb25zZRIaCgRhcHBzGAEgAygLMgwubmdwdS52MS5BcHASFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpACCgpBcHBTZXJ2aWNlEkIKCURlcGxveUFwcBIZLm5ncHUudjEuRGVwbG95QXBwUmVxdWVzdBoaLm5ncHUudjEuRGVwbG95QXBwUmVzcG9uc2USQgoJVXBkYXRlQXBwEhkubmdwdS52MS5VcGRhdGVBcHBSZXF1ZXN0GhoubmdwdS52MS5VcGRhdGVBcHBSZXNwb25zZRI5CgZHZXRBcHASFi5uZ3B1LnYxLkdldEFwcFJlcXVlc3QaFy5uZ3B1LnYxLkdldEFwcFJlc3BvbnNlEj8KCExpc3RBcHBzEhgubmdwdS52MS5MaXN0QXBwc1JlcXVlc3QaGS5uZ3B1LnYxLkxpc3RBcHBzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
 
 /**
  * Start the app as a local command; it must serve the Cog HTTP API on $PORT.
@@ -71,6 +71,26 @@ export const DockerRuntimeSchema: GenMessage<DockerRuntime> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_app, 1);
 
 /**
+ * Run inside the worker itself, with no app server: "echo" returns its input,
+ * "sleep" waits input.seconds reporting progress. For probes, tests and benchmarks.
+ *
+ * @generated from message ngpu.v1.BuiltinRuntime
+ */
+export type BuiltinRuntime = Message<"ngpu.v1.BuiltinRuntime"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message ngpu.v1.BuiltinRuntime.
+ * Use `create(BuiltinRuntimeSchema)` to create a new message.
+ */
+export const BuiltinRuntimeSchema: GenMessage<BuiltinRuntime> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_app, 2);
+
+/**
  * @generated from message ngpu.v1.Runtime
  */
 export type Runtime = Message<"ngpu.v1.Runtime"> & {
@@ -89,6 +109,12 @@ export type Runtime = Message<"ngpu.v1.Runtime"> & {
      */
     value: DockerRuntime;
     case: "docker";
+  } | {
+    /**
+     * @generated from field: ngpu.v1.BuiltinRuntime builtin = 3;
+     */
+    value: BuiltinRuntime;
+    case: "builtin";
   } | { case: undefined; value?: undefined };
 };
 
@@ -97,7 +123,7 @@ export type Runtime = Message<"ngpu.v1.Runtime"> & {
  * Use `create(RuntimeSchema)` to create a new message.
  */
 export const RuntimeSchema: GenMessage<Runtime> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 2);
+  messageDesc(file_ngpu_v1_app, 3);
 
 /**
  * @generated from message ngpu.v1.App
@@ -177,7 +203,7 @@ export type App = Message<"ngpu.v1.App"> & {
  * Use `create(AppSchema)` to create a new message.
  */
 export const AppSchema: GenMessage<App> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 3);
+  messageDesc(file_ngpu_v1_app, 4);
 
 /**
  * @generated from message ngpu.v1.DeployAppRequest
@@ -226,7 +252,7 @@ export type DeployAppRequest = Message<"ngpu.v1.DeployAppRequest"> & {
  * Use `create(DeployAppRequestSchema)` to create a new message.
  */
 export const DeployAppRequestSchema: GenMessage<DeployAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 4);
+  messageDesc(file_ngpu_v1_app, 5);
 
 /**
  * @generated from message ngpu.v1.DeployAppResponse
@@ -250,7 +276,7 @@ export type DeployAppResponse = Message<"ngpu.v1.DeployAppResponse"> & {
  * Use `create(DeployAppResponseSchema)` to create a new message.
  */
 export const DeployAppResponseSchema: GenMessage<DeployAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 5);
+  messageDesc(file_ngpu_v1_app, 6);
 
 /**
  * @generated from message ngpu.v1.UpdateAppRequest
@@ -301,7 +327,7 @@ export type UpdateAppRequest = Message<"ngpu.v1.UpdateAppRequest"> & {
  * Use `create(UpdateAppRequestSchema)` to create a new message.
  */
 export const UpdateAppRequestSchema: GenMessage<UpdateAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 6);
+  messageDesc(file_ngpu_v1_app, 7);
 
 /**
  * @generated from message ngpu.v1.UpdateAppResponse
@@ -318,7 +344,7 @@ export type UpdateAppResponse = Message<"ngpu.v1.UpdateAppResponse"> & {
  * Use `create(UpdateAppResponseSchema)` to create a new message.
  */
 export const UpdateAppResponseSchema: GenMessage<UpdateAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 7);
+  messageDesc(file_ngpu_v1_app, 8);
 
 /**
  * @generated from message ngpu.v1.GetAppRequest
@@ -337,7 +363,7 @@ export type GetAppRequest = Message<"ngpu.v1.GetAppRequest"> & {
  * Use `create(GetAppRequestSchema)` to create a new message.
  */
 export const GetAppRequestSchema: GenMessage<GetAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 8);
+  messageDesc(file_ngpu_v1_app, 9);
 
 /**
  * @generated from message ngpu.v1.GetAppResponse
@@ -354,7 +380,7 @@ export type GetAppResponse = Message<"ngpu.v1.GetAppResponse"> & {
  * Use `create(GetAppResponseSchema)` to create a new message.
  */
 export const GetAppResponseSchema: GenMessage<GetAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 9);
+  messageDesc(file_ngpu_v1_app, 10);
 
 /**
  * @generated from message ngpu.v1.ListAppsRequest
@@ -378,7 +404,7 @@ export type ListAppsRequest = Message<"ngpu.v1.ListAppsRequest"> & {
  * Use `create(ListAppsRequestSchema)` to create a new message.
  */
 export const ListAppsRequestSchema: GenMessage<ListAppsRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 10);
+  messageDesc(file_ngpu_v1_app, 11);
 
 /**
  * @generated from message ngpu.v1.ListAppsResponse
@@ -400,7 +426,7 @@ export type ListAppsResponse = Message<"ngpu.v1.ListAppsResponse"> & {
  * Use `create(ListAppsResponseSchema)` to create a new message.
  */
 export const ListAppsResponseSchema: GenMessage<ListAppsResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 11);
+  messageDesc(file_ngpu_v1_app, 12);
 
 /**
  * Deploy and manage apps: servers that speak the Cog HTTP prediction protocol.
