@@ -1,0 +1,69 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { NodeService } from "../../gen/ngpu/v1/node_pb.js";
+import type { Db } from "../db/database.js";
+import type { NodeRow } from "../db/schema.js";
+import { notFound } from "../errors.js";
+import type { TelemetryStore } from "../monitor/telemetry-store.js";
+import type { Authenticate } from "./auth.js";
+import { nodeToProto } from "./convert.js";
+import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
+
+export interface NodeServiceDeps {
+  readonly db: Db;
+  readonly authenticate: Authenticate;
+  readonly telemetry: TelemetryStore;
+}
+
+/**
+ * The network's nodes are visible to every workspace (like a GPU marketplace's
+ * listing); which tasks run on them is not: only counts are shown.
+ */
+export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof NodeService> {
+  const { db, authenticate, telemetry } = deps;
+
+  async function withLiveState(rows: NodeRow[]) {
+    if (rows.length === 0) return [];
+    const active = await db
+      .selectFrom("attempts")
+      .select(["node_id", "gpu_indices"])
+      .where("ended_at", "is", null)
+      .where(
+        "node_id",
+        "in",
+        rows.map((r) => r.id),
+      )
+      .execute();
+    return rows.map((row) => {
+      const mine = active.filter((a) => a.node_id === row.id);
+      return nodeToProto(row, {
+        telemetry: row.state === "ONLINE" || row.state === "DRAINING" ? telemetry.latest(row.id) : [],
+        busyGpuIndices: new Set(mine.flatMap((a) => a.gpu_indices)),
+        runningTasks: mine.length,
+      });
+    });
+  }
+
+  return {
+    async listNodes(req, ctx) {
+      await authenticate(ctx);
+      const limit = checkPageSize("page_size", req.pageSize, 100);
+      const cursor = decodePageToken("page_token", req.pageToken, "i", "string");
+      let query = db.selectFrom("nodes").selectAll().orderBy("id").limit(limit + 1);
+      if (!req.includeOffline) query = query.where("state", "in", ["ONLINE", "DRAINING"]);
+      if (cursor) query = query.where("id", ">", String(cursor.i));
+      const rows = await query.execute();
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return { nodes: await withLiveState(page), nextPageToken: rows.length > limit && last ? encodePageToken({ i: last.id }) : "" };
+    },
+
+    async getNode(req, ctx) {
+      await authenticate(ctx);
+      const id = requireString("node_id", req.nodeId, 64);
+      const row = await db.selectFrom("nodes").selectAll().where("id", "=", id).executeTakeFirst();
+      if (!row) throw notFound("node", id);
+      const [node] = await withLiveState([row]);
+      return { node: node! };
+    },
+  };
+}

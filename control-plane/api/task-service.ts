@@ -1,0 +1,175 @@
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { pushable } from "it-pushable";
+import {
+  type SubmitTaskRequest,
+  type Task,
+  TaskService,
+  type WatchTaskResponse,
+  WatchTaskResponseSchema,
+} from "../../gen/ngpu/v1/task_pb.js";
+import type { Bus } from "../bus/bus.js";
+import { stateSignal } from "../bus/task-events.js";
+import { findApp } from "../db/apps.js";
+import type { Principal } from "../db/credentials.js";
+import type { Db } from "../db/database.js";
+import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
+import { cancelMessage } from "../dispatch/assignment.js";
+import { invalidArgument } from "../errors.js";
+import type { Authenticate } from "./auth.js";
+import { taskStateFromProto, taskToProto } from "./convert.js";
+import type { InputSchemaValidator } from "./input-schema.js";
+import {
+  DEFAULT_TIMEOUT_MS,
+  checkJson,
+  checkLabels,
+  checkPageSize,
+  checkTimeoutMs,
+  decodePageToken,
+  encodePageToken,
+  requireString,
+} from "./validate.js";
+
+export interface TaskServiceDeps {
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly authenticate: Authenticate;
+  readonly inputSchemas: InputSchemaValidator;
+  /** How often a watcher re-reads the task even without a signal (a lost NATS message). Default 2000 ms. */
+  readonly watchPollMs?: number;
+}
+
+const DEFAULT_WAIT_MS = 60_000;
+const MAX_WAIT_MS = 600_000;
+
+export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskService> {
+  const { db, bus, authenticate, inputSchemas } = deps;
+  const pollMs = deps.watchPollMs ?? 2_000;
+
+  async function submit(principal: Principal, req: SubmitTaskRequest | undefined, field: string): Promise<{ task: Task; created: boolean }> {
+    if (!req) throw invalidArgument(field, "is required");
+    const appRef = requireString(`${field}app`, req.app, 128);
+    const input = checkJson(`${field}input`, req.input);
+    const idempotencyKey = req.idempotencyKey === "" ? undefined : requireString(`${field}idempotency_key`, req.idempotencyKey, 128);
+    if (req.priority < -1000 || req.priority > 1000) throw invalidArgument(`${field}priority`, "must be between -1000 and 1000");
+    const labels = checkLabels(`${field}labels`, req.labels);
+    const timeoutMs = checkTimeoutMs(`${field}timeout_ms`, req.timeoutMs);
+    const app = await findApp(db, principal.workspaceId, appRef);
+    inputSchemas.check(app.id, app.version, app.input_schema, input);
+    const { id, created } = await insertTask(db, {
+      workspaceId: principal.workspaceId,
+      appId: app.id,
+      appVersion: app.version,
+      input,
+      priority: req.priority,
+      labels,
+      idempotencyKey,
+      timeoutMs: timeoutMs || app.timeout_ms || DEFAULT_TIMEOUT_MS,
+    });
+    if (created) bus.wakeScheduler();
+    return { task: taskToProto(await getTask(db, principal.workspaceId, id)), created };
+  }
+
+  /**
+   * The task now, then its changes until it ends. Signals come over NATS; the
+   * task is also re-read every pollMs so a lost signal only delays an update.
+   */
+  async function* follow(principal: Principal, taskId: string, signal: AbortSignal): AsyncGenerator<WatchTaskResponse> {
+    const events = pushable<WatchTaskResponse | "poll">({ objectMode: true });
+    const unsubscribe = bus.onTaskEvent(taskId, (e) => events.push(e));
+    const timer = setInterval(() => events.push("poll"), pollMs);
+    const onAbort = () => events.end();
+    signal.addEventListener("abort", onAbort);
+    try {
+      let last = taskToProto(await getTask(db, principal.workspaceId, taskId));
+      yield create(WatchTaskResponseSchema, { event: { case: "task", value: last } });
+      if (isTerminal(stateName(last))) return;
+      for await (const event of events) {
+        if (event === "poll" || event.event.case === "task") {
+          const now = taskToProto(await getTask(db, principal.workspaceId, taskId));
+          if (now.state !== last.state || now.attemptCount !== last.attemptCount) {
+            last = now;
+            yield create(WatchTaskResponseSchema, { event: { case: "task", value: now } });
+          }
+          if (isTerminal(stateName(now))) return;
+        } else if (!isTerminal(stateName(last))) {
+          yield event;
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      clearInterval(timer);
+      unsubscribe();
+    }
+  }
+
+  return {
+    async submitTask(req, ctx) {
+      const principal = await authenticate(ctx);
+      return submit(principal, req, "");
+    },
+
+    async runTask(req, ctx) {
+      const principal = await authenticate(ctx);
+      if (req.waitMs > MAX_WAIT_MS) throw invalidArgument("wait_ms", `must be at most ${MAX_WAIT_MS}`);
+      const { task, created } = await submit(principal, req.task, "task.");
+      const waitMs = req.waitMs || DEFAULT_WAIT_MS;
+      const deadline = AbortSignal.any([ctx.signal, AbortSignal.timeout(waitMs)]);
+      let latest = task;
+      for await (const event of follow(principal, task.id, deadline)) {
+        if (event.event.case === "task") latest = event.event.value;
+      }
+      return { task: latest, created };
+    },
+
+    async getTask(req, ctx) {
+      const principal = await authenticate(ctx);
+      const id = requireString("task_id", req.taskId, 64);
+      return { task: taskToProto(await getTask(db, principal.workspaceId, id)) };
+    },
+
+    async *watchTask(req, ctx) {
+      const principal = await authenticate(ctx);
+      const id = requireString("task_id", req.taskId, 64);
+      yield* follow(principal, id, ctx.signal);
+    },
+
+    async cancelTask(req, ctx) {
+      const principal = await authenticate(ctx);
+      const id = requireString("task_id", req.taskId, 64);
+      const result = await cancelTask(db, principal.workspaceId, id);
+      if (result.attempt) bus.sendToNode(result.attempt.nodeId, cancelMessage(id, result.attempt.id, "cancelled by the caller"));
+      if (result.changed) bus.publishTaskEvent(id, stateSignal(id));
+      return { task: taskToProto(await getTask(db, principal.workspaceId, id)) };
+    },
+
+    async listTasks(req, ctx: HandlerContext) {
+      const principal = await authenticate(ctx);
+      const limit = checkPageSize("page_size", req.pageSize, 50);
+      const cursor = decodePageToken("page_token", req.pageToken, "s", "number");
+      const states = req.states.map((s, i) => {
+        const name = taskStateFromProto(s);
+        if (!name) throw invalidArgument(`states[${i}]`, "is not a task state");
+        return name;
+      });
+      const appId = req.app ? (await findApp(db, principal.workspaceId, req.app)).id : undefined;
+      const labels = checkLabels("labels", req.labels);
+      const rows = await listTasks(
+        db,
+        principal.workspaceId,
+        { ...(appId ? { appId } : {}), states, labels, ...(cursor ? { beforeSeq: Number(cursor.s) } : {}) },
+        limit + 1,
+      );
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return {
+        tasks: page.map(taskToProto),
+        nextPageToken: rows.length > limit && last ? encodePageToken({ s: last.seq }) : "",
+      };
+    },
+  };
+}
+
+function stateName(task: Task): string {
+  return taskStateFromProto(task.state) ?? "";
+}

@@ -1,0 +1,82 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { invalidArgument } from "../errors.js";
+
+/** Largest task input, as JSON text. Bigger inputs belong in object storage, passed by URL. */
+export const MAX_INPUT_BYTES = 1024 * 1024;
+/** Deepest nesting accepted in task inputs and schemas. */
+export const MAX_JSON_DEPTH = 32;
+/** Longest execution timeout (24 h); 0 in a request means the default. */
+export const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+export const MAX_PAGE_SIZE = 500;
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/;
+
+export function requireString(field: string, value: string, maxLength = 256): string {
+  if (value.length === 0) throw invalidArgument(field, "is required");
+  if (value.length > maxLength) throw invalidArgument(field, `must be at most ${maxLength} characters`);
+  return value;
+}
+
+/** Size and depth limits on a JSON object from a request. */
+export function checkJson(field: string, value: JsonObject | undefined, maxBytes = MAX_INPUT_BYTES): Record<string, unknown> {
+  const object = value ?? {};
+  const depth = jsonDepth(object);
+  if (depth > MAX_JSON_DEPTH) throw invalidArgument(field, `is nested ${depth} levels deep; the limit is ${MAX_JSON_DEPTH}`);
+  const bytes = Buffer.byteLength(JSON.stringify(object));
+  if (bytes > maxBytes) throw invalidArgument(field, `is ${bytes} bytes as JSON; the limit is ${maxBytes} bytes`);
+  return object;
+}
+
+function jsonDepth(value: unknown): number {
+  // Iterative, so a hostile document cannot overflow the stack.
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (d > max) max = d;
+    if (max > MAX_JSON_DEPTH) return max;
+    for (const child of Object.values(v as object)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
+export function checkLabels(field: string, labels: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(labels);
+  if (entries.length > 32) throw invalidArgument(field, "at most 32 labels");
+  for (const [k, v] of entries) {
+    if (!LABEL_KEY.test(k)) throw invalidArgument(`${field}[${JSON.stringify(k)}]`, "keys are 1-63 letters, digits, '_', '.', '-', '/' starting with a letter or digit");
+    if (v.length > 256) throw invalidArgument(`${field}[${JSON.stringify(k)}]`, "values are at most 256 characters");
+  }
+  return labels;
+}
+
+/** 0 means "use the default"; otherwise 1 s to 24 h. */
+export function checkTimeoutMs(field: string, value: bigint): number {
+  if (value === 0n) return 0;
+  if (value < 1000n || value > BigInt(MAX_TIMEOUT_MS)) throw invalidArgument(field, `must be 0 (default) or between 1000 and ${MAX_TIMEOUT_MS} ms`);
+  return Number(value);
+}
+
+export function checkPageSize(field: string, value: number, fallback: number): number {
+  if (value === 0) return fallback;
+  if (value > MAX_PAGE_SIZE) throw invalidArgument(field, `must be at most ${MAX_PAGE_SIZE}`);
+  return value;
+}
+
+/** Page tokens are opaque to callers: base64url JSON of where the next page starts. */
+export function encodePageToken(position: Record<string, string | number>): string {
+  return Buffer.from(JSON.stringify(position)).toString("base64url");
+}
+
+export function decodePageToken<K extends string>(field: string, token: string, key: K, type: "string" | "number"): Record<K, string | number> | undefined {
+  if (token === "") return undefined;
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as Record<string, unknown>;
+    if (typeof parsed[key] === type) return parsed as Record<K, string | number>;
+  } catch {
+    // fall through to the error below
+  }
+  throw invalidArgument(field, "is not a page token this API issued");
+}

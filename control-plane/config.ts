@@ -1,0 +1,73 @@
+import type { DatabaseTarget } from "./db/database.js";
+
+/** Everything the control plane reads from its environment, validated once at start. */
+export interface ControlPlaneConfig {
+  readonly database: DatabaseTarget;
+  /** NATS server URL(s), comma-separated. */
+  readonly natsUrl: string;
+  /** Subject prefix on NATS; lets several networks or test runs share one server. */
+  readonly natsPrefix: string;
+  readonly host: string;
+  readonly port: number;
+  /** Identifies this replica (random per process unless set). */
+  readonly replicaId: string;
+  readonly heartbeatIntervalMs: number;
+  /** Silence after which a node is declared lost. */
+  readonly lostAfterMs: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+/** Splits "host:port" (IPv6 in brackets). */
+export function parseListen(name: string, value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(value);
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`${name} must be HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
+}
+
+/**
+ * Reads the control plane's configuration. DATABASE_URL and NATS_URL are
+ * required unless defaults are given (the local dev network passes its own).
+ */
+export function loadControlPlaneConfig(env: Env, defaults: { database?: DatabaseTarget; natsUrl?: string } = {}): ControlPlaneConfig {
+  const databaseUrl = env.DATABASE_URL;
+  let database: DatabaseTarget;
+  if (databaseUrl) {
+    if (!/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError("DATABASE_URL must be a postgres:// URL");
+    database = { kind: "postgres", url: databaseUrl, poolSize: integer(env, "NGPU_DB_POOL_SIZE", 10, 1, 200) };
+  } else if (defaults.database) {
+    database = defaults.database;
+  } else {
+    throw new ConfigError("DATABASE_URL is not set: point it at the Postgres database (e.g. postgres://user@host:5432/ngpu)");
+  }
+  const natsUrl = env.NATS_URL || defaults.natsUrl;
+  if (!natsUrl) throw new ConfigError("NATS_URL is not set: point it at the NATS server (e.g. nats://127.0.0.1:4222)");
+  const prefix = env.NGPU_NATS_PREFIX || "ngpu";
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(prefix)) throw new ConfigError("NGPU_NATS_PREFIX must be NATS subject tokens (letters, digits, _ and -, separated by dots)");
+  const { host, port } = parseListen("NGPU_LISTEN", env.NGPU_LISTEN || "127.0.0.1:7700");
+  return {
+    database,
+    natsUrl,
+    natsPrefix: prefix,
+    host,
+    port,
+    replicaId: env.NGPU_REPLICA_ID || "",
+    heartbeatIntervalMs: integer(env, "NGPU_HEARTBEAT_INTERVAL_MS", 1_000, 100, 60_000),
+    lostAfterMs: integer(env, "NGPU_LOST_AFTER_MS", 3_000, 300, 600_000),
+    logLevel: env.NGPU_LOG_LEVEL || "info",
+  };
+}

@@ -1,0 +1,130 @@
+import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
+import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
+import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
+import { file_ngpu_v1_worker, WorkerService } from "../gen/ngpu/v1/worker_pb.js";
+import { createAppService } from "./api/app-service.js";
+import { createAuthenticator } from "./api/auth.js";
+import { guarded } from "./api/errors.js";
+import { createHealth } from "./api/health.js";
+import { createInputSchemaValidator } from "./api/input-schema.js";
+import { createNodeService } from "./api/node-service.js";
+import { registerReflection } from "./api/reflection.js";
+import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
+import { createTaskService } from "./api/task-service.js";
+import { type Bus, connectBus } from "./bus/bus.js";
+import type { ControlPlaneConfig } from "./config.js";
+import { type Db, openDatabase } from "./db/database.js";
+import { createGateway, type Gateway } from "./gateway/worker-gateway.js";
+import { newId } from "./ids.js";
+import type { Logger } from "./log.js";
+import { type NodeMonitor, startNodeMonitor } from "./monitor/node-monitor.js";
+import { startTelemetryHistory, type TelemetryHistory } from "./monitor/telemetry-history.js";
+import { createTelemetryStore, type TelemetryStore } from "./monitor/telemetry-store.js";
+import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
+
+export interface ControlPlane {
+  /** Base URL of the API (gRPC, gRPC-Web and Connect on one port). */
+  readonly url: string;
+  readonly port: number;
+  readonly replicaId: string;
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly scheduler: Scheduler;
+  readonly monitor: NodeMonitor;
+  readonly gateway: Gateway;
+  readonly telemetry: TelemetryStore;
+  readonly history: TelemetryHistory;
+  /** Stops taking calls, ends worker streams, finishes pending writes, closes connections. */
+  shutdown(): Promise<void>;
+}
+
+export interface ControlPlaneDeps {
+  readonly logger: Logger;
+  /** Serves non-RPC paths (the dashboard); default 404. */
+  readonly fallback?: RpcFallbackHandler;
+}
+
+/**
+ * One control-plane replica: api, scheduler, gateway and monitor roles in one
+ * process. Run several against the same Postgres and NATS to scale or survive
+ * the loss of one.
+ */
+export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps): Promise<ControlPlane> {
+  const replicaId = config.replicaId || newId("cp");
+  const logger = deps.logger.child({ replica: replicaId });
+  const db = await openDatabase(config.database);
+  let bus: Bus;
+  try {
+    bus = await connectBus({ url: config.natsUrl, prefix: config.natsPrefix, name: replicaId, logger });
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+
+  const telemetry = createTelemetryStore();
+  const stopTelemetry = bus.onTelemetry((nodeId, report) => telemetry.ingest(nodeId, report.gpus));
+  const history = startTelemetryHistory({ db, logger });
+  const compactTimer = setInterval(() => history.compact().catch((err) => logger.warn({ err }, "telemetry compaction failed")), 60_000);
+  compactTimer.unref();
+  const authenticate = createAuthenticator(db);
+  const inputSchemas = createInputSchemaValidator();
+  const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs });
+  const health = createHealth();
+
+  let server: RpcServer;
+  try {
+    server = await startRpcServer({
+      host: config.host,
+      port: config.port,
+      ...(deps.fallback ? { fallback: deps.fallback } : {}),
+      onError: (err) => logger.warn({ err }, "rpc server error"),
+      routes: (router) => {
+        router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas }), logger));
+        router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
+        router.service(NodeService, guarded(NodeService, createNodeService({ db, authenticate, telemetry }), logger));
+        router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
+        health.register(router);
+        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker] });
+      },
+    });
+  } catch (err) {
+    await gateway.shutdown();
+    await history.shutdown();
+    await bus.close();
+    await db.destroy();
+    throw err;
+  }
+
+  const scheduler = startScheduler({ db, bus, logger });
+  const monitor = startNodeMonitor({ db, bus, logger, lostAfterMs: config.lostAfterMs });
+  logger.info({ url: server.url }, "control plane listening");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    url: server.url,
+    port: server.port,
+    replicaId,
+    db,
+    bus,
+    scheduler,
+    monitor,
+    gateway,
+    telemetry,
+    history,
+    shutdown() {
+      stopping ??= (async () => {
+        health.shutdown();
+        clearInterval(compactTimer);
+        await scheduler.shutdown();
+        await monitor.shutdown();
+        await server.close();
+        await gateway.shutdown();
+        await history.shutdown();
+        stopTelemetry();
+        await bus.close();
+        await db.destroy();
+      })();
+      return stopping;
+    },
+  };
+}

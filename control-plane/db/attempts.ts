@@ -1,0 +1,52 @@
+import { sql } from "kysely";
+import type { AttemptToDispatch } from "../dispatch/assignment.js";
+import type { Db } from "./database.js";
+import type { RuntimeRow } from "./schema.js";
+
+/** Active attempts (not ended) as dispatchable assignments, e.g. to re-send after a reconnect. */
+export async function loadDispatchableAttempts(
+  db: Db,
+  where: { nodeIds: readonly string[]; attemptIds?: readonly string[]; states?: readonly string[]; olderThanMs?: number },
+): Promise<Array<AttemptToDispatch & { nodeId: string }>> {
+  if (where.nodeIds.length === 0) return [];
+  let query = db
+    .selectFrom("attempts as at")
+    .innerJoin("tasks as t", "t.id", "at.task_id")
+    .innerJoin("apps as a", "a.id", "t.app_id")
+    .select([
+      "at.id as attempt_id",
+      "at.node_id",
+      "at.fencing_token",
+      "at.gpu_indices",
+      "t.id as task_id",
+      "t.input",
+      "t.timeout_ms",
+      "a.id as app_id",
+      "a.name as app_name",
+      "a.version as app_version",
+      "a.runtime",
+      "a.env",
+    ])
+    .where("at.node_id", "in", [...where.nodeIds])
+    .where("at.ended_at", "is", null)
+    // An attempt whose task was cancelled meanwhile is not worth starting.
+    .whereRef("t.current_attempt_id", "=", "at.id")
+    .where("t.state", "in", ["ASSIGNED", "STARTING", "RUNNING"]);
+  if (where.attemptIds) {
+    if (where.attemptIds.length === 0) return [];
+    query = query.where("at.id", "in", [...where.attemptIds]);
+  }
+  if (where.states) query = query.where("at.state", "in", [...where.states]);
+  if (where.olderThanMs !== undefined) query = query.where(sql<boolean>`at.created_at < now() - make_interval(secs => ${where.olderThanMs / 1000})`);
+  const rows = await query.execute();
+  return rows.map((r) => ({
+    nodeId: r.node_id,
+    taskId: r.task_id,
+    attemptId: r.attempt_id,
+    fencingToken: r.fencing_token,
+    gpuIndices: r.gpu_indices,
+    timeoutMs: r.timeout_ms,
+    input: r.input,
+    app: { id: r.app_id, name: r.app_name, version: r.app_version, runtime: r.runtime as RuntimeRow, env: r.env },
+  }));
+}

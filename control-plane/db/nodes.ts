@@ -1,0 +1,67 @@
+import { sql } from "kysely";
+import type { Db } from "./database.js";
+import type { GpuRow } from "./schema.js";
+
+export interface NodeRegistration {
+  readonly id: string;
+  readonly name: string;
+  readonly gpus: readonly GpuRow[];
+  readonly gpuError: string;
+  readonly runtimes: readonly string[];
+  readonly maxConcurrentTasks: number;
+  readonly workerVersion: string;
+  readonly warmAppIds: readonly string[];
+  readonly gatewayId: string;
+}
+
+/** A worker joined (or came back): it is online and its stream is held by this gateway. */
+export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
+  const columns = {
+    name: n.name,
+    state: "ONLINE",
+    gpus: JSON.stringify(n.gpus),
+    gpu_error: n.gpuError,
+    runtimes: JSON.stringify(n.runtimes),
+    max_concurrent_tasks: n.maxConcurrentTasks,
+    worker_version: n.workerVersion,
+    warm_app_ids: JSON.stringify(n.warmAppIds),
+    gateway_id: n.gatewayId,
+    connected_at: sql`now()` as never,
+    last_heartbeat_at: sql`now()` as never,
+  };
+  await db
+    .insertInto("nodes")
+    .values({ id: n.id, ...columns })
+    .onConflict((oc) => oc.column("id").doUpdateSet(columns))
+    .execute();
+}
+
+/** The stream closed. Only the gateway that still holds the node may mark it offline. */
+export async function disconnectNode(db: Db, nodeId: string, gatewayId: string): Promise<void> {
+  await db
+    .updateTable("nodes")
+    .set({ state: "OFFLINE", gateway_id: null })
+    .where("id", "=", nodeId)
+    .where("gateway_id", "=", gatewayId)
+    .execute();
+}
+
+/** Marks the given nodes as heard from now (batched: one statement for many nodes). */
+export async function touchNodes(db: Db, nodeIds: readonly string[], gatewayId: string): Promise<void> {
+  if (nodeIds.length === 0) return;
+  await db
+    .updateTable("nodes")
+    .set({ last_heartbeat_at: sql`now()` as never })
+    .where("id", "in", [...nodeIds])
+    .where("gateway_id", "=", gatewayId)
+    .execute();
+}
+
+export async function setNodeFields(db: Db, nodeId: string, fields: { warmAppIds?: readonly string[]; gpuError?: string }): Promise<void> {
+  const set = {
+    ...(fields.warmAppIds ? { warm_app_ids: JSON.stringify(fields.warmAppIds) } : {}),
+    ...(fields.gpuError !== undefined ? { gpu_error: fields.gpuError } : {}),
+  };
+  if (Object.keys(set).length === 0) return;
+  await db.updateTable("nodes").set(set).where("id", "=", nodeId).execute();
+}

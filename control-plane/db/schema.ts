@@ -1,0 +1,178 @@
+import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
+
+/** Timestamps come back as Date; we write Date or SQL now(). */
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp column with a database default (now()). */
+type DefaultedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** jsonb columns: read as parsed JSON, written as a JSON string (pg would turn JS arrays into SQL arrays). */
+type Json<T> = ColumnType<T, string, string>;
+
+export interface WorkspaceTable {
+  id: string;
+  name: string;
+  created_at: DefaultedTimestamp;
+}
+
+export interface ApiKeyTable {
+  id: string;
+  workspace_id: string;
+  name: string;
+  /** sha256 of the secret part, hex. */
+  secret_hash: string;
+  created_at: DefaultedTimestamp;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface EnrollmentTokenTable {
+  id: string;
+  name: string;
+  secret_hash: string;
+  created_at: DefaultedTimestamp;
+  revoked_at: Timestamp | null;
+}
+
+/** Stored form of the Runtime oneof. */
+export type RuntimeRow =
+  | { kind: "process"; command: string[]; workingDir: string }
+  | { kind: "docker"; image: string; port: number }
+  | { kind: "builtin"; name: string };
+
+export interface AppTable {
+  id: string;
+  workspace_id: string;
+  name: string;
+  version: number;
+  description: string;
+  runtime: Json<RuntimeRow>;
+  gpu_count: number;
+  gpu_min_memory_bytes: number;
+  gpu_models: Json<string[]>;
+  env: Json<Record<string, string>>;
+  input_schema: Json<Record<string, unknown> | null>;
+  /** "user" when given at deploy (never overwritten by the app's own), "app" when learnt. */
+  input_schema_source: string | null;
+  timeout_ms: number;
+  created_at: DefaultedTimestamp;
+  updated_at: DefaultedTimestamp;
+}
+
+/** Stored form of a declared GPU. */
+export interface GpuRow {
+  index: number;
+  uuid: string;
+  model: string;
+  memoryTotalBytes: number;
+  driverVersion: string;
+  pciBusId: string;
+  migEnabled: boolean;
+  simulated: boolean;
+}
+
+export interface NodeTable {
+  id: string;
+  name: string;
+  /** ONLINE | DRAINING | OFFLINE | LOST */
+  state: string;
+  gpus: Json<GpuRow[]>;
+  gpu_error: string;
+  runtimes: Json<string[]>;
+  max_concurrent_tasks: number;
+  worker_version: string;
+  warm_app_ids: Json<string[]>;
+  /** The control-plane replica holding the node's stream. */
+  gateway_id: string | null;
+  connected_at: Timestamp | null;
+  last_heartbeat_at: Timestamp | null;
+  created_at: DefaultedTimestamp;
+}
+
+export interface ProgressRow {
+  percent: number;
+  step: number;
+  totalSteps: number;
+  message: string;
+}
+
+export interface TaskTable {
+  seq: Generated<number>;
+  id: string;
+  workspace_id: string;
+  app_id: string;
+  app_version: number;
+  /** QUEUED | ASSIGNED | STARTING | RUNNING | SUCCEEDED | FAILED | CANCELLED | TIMED_OUT | EXPIRED */
+  state: string;
+  priority: number;
+  input: Json<Record<string, unknown>>;
+  output: Json<unknown> | null;
+  error: string;
+  progress: Json<ProgressRow | null>;
+  labels: Json<Record<string, string>>;
+  idempotency_key: string | null;
+  timeout_ms: number;
+  created_at: DefaultedTimestamp;
+  assigned_at: Timestamp | null;
+  started_at: Timestamp | null;
+  ended_at: Timestamp | null;
+  attempt_count: Generated<number>;
+  current_attempt_id: string | null;
+  node_id: string | null;
+  gpu_indices: Json<number[]>;
+  cold_start_ms: Generated<number>;
+  execution_ms: Generated<number>;
+  gpu_ms: Generated<number>;
+}
+
+export interface AttemptTable {
+  id: string;
+  task_id: string;
+  workspace_id: string;
+  app_id: string;
+  node_id: string;
+  fencing_token: number;
+  gpu_indices: Json<number[]>;
+  /** ASSIGNED | STARTING | RUNNING | SUCCEEDED | FAILED | CANCELLED | LOST */
+  state: string;
+  created_at: DefaultedTimestamp;
+  started_at: Timestamp | null;
+  ended_at: Timestamp | null;
+  cold_start_ms: Generated<number>;
+  worker_started_at_ms: number | null;
+  worker_ended_at_ms: number | null;
+  gpu_ms: Generated<number>;
+  error: Generated<string>;
+}
+
+export interface GpuSampleTable {
+  node_id: string;
+  gpu_index: number;
+  time: Timestamp;
+  utilization_percent: number | null;
+  memory_used_bytes: number | null;
+  memory_total_bytes: number | null;
+  temperature_celsius: number | null;
+  power_draw_watts: number | null;
+  power_limit_watts: number | null;
+  sm_clock_mhz: number | null;
+  ecc_uncorrected_errors: number | null;
+}
+
+export interface Database {
+  workspaces: WorkspaceTable;
+  api_keys: ApiKeyTable;
+  enrollment_tokens: EnrollmentTokenTable;
+  apps: AppTable;
+  nodes: NodeTable;
+  tasks: TaskTable;
+  attempts: AttemptTable;
+  /** Full-resolution GPU readings for recent hours. */
+  gpu_samples: GpuSampleTable;
+  /** Per-minute averages of older readings. */
+  gpu_samples_minute: GpuSampleTable;
+}
+
+export type TaskRow = Selectable<TaskTable>;
+export type AppRow = Selectable<AppTable>;
+export type NodeRow = Selectable<NodeTable>;
+export type AttemptRow = Selectable<AttemptTable>;
+export type NewTask = Insertable<TaskTable>;

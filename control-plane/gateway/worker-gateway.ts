@@ -1,0 +1,394 @@
+import { create, type JsonValue, type MessageInitShape, toJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { pushable } from "it-pushable";
+import { WatchTaskResponseSchema } from "../../gen/ngpu/v1/task_pb.js";
+import {
+  type ConnectRequest,
+  type ConnectResponse,
+  ConnectResponseSchema,
+  type Hello,
+  Outcome,
+  type TaskUpdate,
+  type TelemetryReport,
+  WorkerService,
+} from "../../gen/ngpu/v1/worker_pb.js";
+import type { Bus } from "../bus/bus.js";
+import { stateSignal } from "../bus/task-events.js";
+import { learnInputSchema } from "../db/apps.js";
+import { loadDispatchableAttempts } from "../db/attempts.js";
+import { verifyEnrollmentToken } from "../db/credentials.js";
+import type { Db } from "../db/database.js";
+import { disconnectNode, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
+import type { GpuRow, ProgressRow } from "../db/schema.js";
+import { type AttemptRef, finishAttempt, markAttemptProgressing, requeueLostAttempts, saveProgress } from "../db/tasks.js";
+import { assignmentMessage, cancelMessage } from "../dispatch/assignment.js";
+import { newId } from "../ids.js";
+import type { Logger } from "../log.js";
+import type { TelemetryHistory } from "../monitor/telemetry-history.js";
+
+export interface GatewayOptions {
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly logger: Logger;
+  readonly history: TelemetryHistory;
+  /** Identifies this control-plane replica in the nodes table. */
+  readonly gatewayId: string;
+  /** Told to workers. Default 1000 ms. */
+  readonly heartbeatIntervalMs?: number;
+  /** Told to workers. Default 1000 ms. */
+  readonly telemetryIntervalMs?: number;
+  /** An assignment not acknowledged for this long is sent again. Default 2000 ms. */
+  readonly redispatchAfterMs?: number;
+  /** Progress is saved to the database at most this often per task (it is pushed to watchers at once). Default 250 ms. */
+  readonly progressFlushMs?: number;
+  /** The first message must be a Hello within this time. Default 10000 ms. */
+  readonly helloTimeoutMs?: number;
+}
+
+export interface Gateway {
+  readonly service: ServiceImpl<typeof WorkerService>;
+  /** Nodes whose stream this replica holds. */
+  connectedNodes(): string[];
+  shutdown(): Promise<void>;
+}
+
+const NODE_ID = /^node_[0-9a-z]{26}$/;
+const MAX_LOG_CHARS = 4096;
+
+interface Session {
+  readonly nodeId: string;
+  readonly gpuIndices: ReadonlySet<number>;
+  /** Attempts sent to this worker and not yet finished: id → where updates must match. */
+  readonly attempts: Map<string, AttemptRef>;
+  warmAppIds: string;
+  gpuError: string;
+  push(message: ConnectResponse): void;
+}
+
+/**
+ * Holds each worker's one gRPC stream. Up: hello, heartbeats, telemetry and
+ * task updates, each checked against what the database says this node holds
+ * (attempt id, node and fencing token) before anything is written. Down:
+ * assignments and cancels arriving on the bus for the node.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const { db, bus, logger, history, gatewayId } = options;
+  const log = logger.child({ component: "gateway" });
+  const sessions = new Map<string, Session>();
+  const seen = new Set<string>();
+  const pendingProgress = new Map<string, { taskId: string; attemptId: string; progress: ProgressRow }>();
+
+  // Liveness: any message counts. Written in one statement for all nodes, twice a second.
+  const touchTimer = setInterval(() => {
+    if (seen.size === 0) return;
+    const ids = [...seen];
+    seen.clear();
+    touchNodes(db, ids, gatewayId).catch((err) => log.warn({ err }, "heartbeat write failed"));
+  }, 500);
+  const progressTimer = setInterval(() => {
+    if (pendingProgress.size === 0) return;
+    const updates = [...pendingProgress.values()];
+    pendingProgress.clear();
+    saveProgress(db, updates).catch((err) => log.warn({ err }, "progress write failed"));
+  }, options.progressFlushMs ?? 250);
+  // Re-drive: an assignment whose bus message was lost is sent again from the database.
+  const redispatchAfterMs = options.redispatchAfterMs ?? 2_000;
+  const redispatchTimer = setInterval(() => {
+    if (sessions.size === 0) return;
+    loadDispatchableAttempts(db, { nodeIds: [...sessions.keys()], states: ["ASSIGNED"], olderThanMs: redispatchAfterMs })
+      .then((attempts) => {
+        for (const a of attempts) {
+          const session = sessions.get(a.nodeId);
+          if (!session) continue;
+          session.attempts.set(a.attemptId, { taskId: a.taskId, attemptId: a.attemptId, fencingToken: a.fencingToken, nodeId: a.nodeId });
+          session.push(assignmentMessage(a));
+        }
+      })
+      .catch((err) => log.warn({ err }, "redispatch failed"));
+  }, redispatchAfterMs);
+  for (const t of [touchTimer, progressTimer, redispatchTimer]) t.unref();
+
+  const reject = (session: Session, reason: string, update?: TaskUpdate) => {
+    log.warn({ node: session.nodeId, reason, task: update?.taskId, attempt: update?.attemptId }, "worker message rejected");
+    session.push(
+      create(ConnectResponseSchema, {
+        message: { case: "rejection", value: { reason, taskId: update?.taskId ?? "", attemptId: update?.attemptId ?? "" } },
+      }),
+    );
+  };
+
+  async function register(hello: Hello): Promise<{ nodeId: string; gpus: GpuRow[] }> {
+    if (!(await verifyEnrollmentToken(db, hello.enrollmentToken))) {
+      throw new ConnectError("hello.enrollment_token: unknown or revoked enrollment token", Code.Unauthenticated);
+    }
+    if (hello.nodeId !== "" && !NODE_ID.test(hello.nodeId)) {
+      throw new ConnectError("hello.node_id: not a node id this network issued", Code.InvalidArgument);
+    }
+    const indices = new Set<number>();
+    const gpus = hello.gpus.map((g, i): GpuRow => {
+      if (indices.has(g.index)) throw new ConnectError(`hello.gpus[${i}].index: GPU ${g.index} declared twice`, Code.InvalidArgument);
+      indices.add(g.index);
+      if (g.model === "") throw new ConnectError(`hello.gpus[${i}].model: is required`, Code.InvalidArgument);
+      return {
+        index: g.index,
+        uuid: g.uuid,
+        model: g.model,
+        memoryTotalBytes: Number(g.memoryTotalBytes),
+        driverVersion: g.driverVersion,
+        pciBusId: g.pciBusId,
+        migEnabled: g.migEnabled,
+        simulated: g.simulated,
+      };
+    });
+    if (hello.maxConcurrentTasks > 1024) throw new ConnectError("hello.max_concurrent_tasks: must be at most 1024", Code.InvalidArgument);
+    const nodeId = hello.nodeId || newId("node");
+    await registerNode(db, {
+      id: nodeId,
+      name: hello.name.slice(0, 128) || nodeId,
+      gpus,
+      gpuError: hello.gpuError.slice(0, 2000),
+      runtimes: hello.runtimes.slice(0, 8),
+      maxConcurrentTasks: hello.maxConcurrentTasks || Math.max(1, gpus.length),
+      workerVersion: hello.version.slice(0, 64),
+      warmAppIds: hello.warmAppIds.slice(0, 256),
+      gatewayId,
+    });
+    return { nodeId, gpus };
+  }
+
+  /** After a (re)connect: agree with the worker on which attempts it holds. */
+  async function reconcile(session: Session, hello: Hello) {
+    const known = await loadDispatchableAttempts(db, { nodeIds: [session.nodeId] });
+    const runningOnWorker = new Map(hello.running.map((r) => [r.attemptId, r]));
+    const lost: string[] = [];
+    for (const a of known) {
+      const ref = { taskId: a.taskId, attemptId: a.attemptId, fencingToken: a.fencingToken, nodeId: session.nodeId };
+      if (runningOnWorker.has(a.attemptId)) {
+        session.attempts.set(a.attemptId, ref);
+      } else {
+        // The worker does not have it: never delivered (send it) or lost in a worker restart (run it again).
+        const state = await db.selectFrom("attempts").select("state").where("id", "=", a.attemptId).executeTakeFirst();
+        if (state?.state === "ASSIGNED") {
+          session.attempts.set(a.attemptId, ref);
+          session.push(assignmentMessage(a));
+        } else {
+          lost.push(a.attemptId);
+        }
+      }
+    }
+    const currentIds = new Set(known.map((a) => a.attemptId));
+    for (const r of hello.running) {
+      if (!currentIds.has(r.attemptId)) session.push(cancelMessage(r.taskId, r.attemptId, "attempt is no longer current"));
+    }
+    if (lost.length > 0) {
+      const requeued = await requeueLostAttempts(db, lost, "the worker restarted and lost the attempt");
+      for (const id of requeued) bus.publishTaskEvent(id, stateSignal(id));
+    }
+  }
+
+  async function onTelemetry(session: Session, report: TelemetryReport) {
+    const undeclared = report.gpus.findIndex((g) => !session.gpuIndices.has(g.index));
+    if (undeclared >= 0) {
+      reject(session, `telemetry.gpus[${undeclared}].index: GPU ${report.gpus[undeclared]!.index} was not declared in hello; report ignored`);
+      return;
+    }
+    if (report.error !== session.gpuError) {
+      session.gpuError = report.error;
+      await setNodeFields(db, session.nodeId, { gpuError: report.error.slice(0, 2000) });
+    }
+    if (report.gpus.length === 0) return;
+    history.record(session.nodeId, report.gpus);
+    bus.publishTelemetry(session.nodeId, report);
+  }
+
+  async function onTaskUpdate(session: Session, update: TaskUpdate) {
+    const ref = session.attempts.get(update.attemptId);
+    if (!ref || ref.taskId !== update.taskId || BigInt(ref.fencingToken) !== update.fencingToken) {
+      reject(session, "task_update: attempt is unknown, superseded or already finished", update);
+      session.push(cancelMessage(update.taskId, update.attemptId, "attempt is no longer current"));
+      return;
+    }
+    const u = update.update;
+    switch (u.case) {
+      case "coldStart":
+      case "started": {
+        const state = u.case === "coldStart" ? "STARTING" : "RUNNING";
+        const coldStartMs = u.case === "started" ? Math.max(0, Math.min(Number(u.value.coldStartMs), 86_400_000)) : 0;
+        const result = await markAttemptProgressing(db, ref, state, coldStartMs);
+        if (!result.attemptOk) {
+          session.attempts.delete(update.attemptId);
+          reject(session, "task_update: attempt is no longer current", update);
+          session.push(cancelMessage(update.taskId, update.attemptId, "attempt is no longer current"));
+        } else if (result.taskChanged) {
+          bus.publishTaskEvent(update.taskId, stateSignal(update.taskId));
+        }
+        return;
+      }
+      case "progress": {
+        const p = u.value;
+        if (!(p.percent >= 0 && p.percent <= 100) || (p.totalSteps > 0 && p.step > p.totalSteps)) {
+          reject(session, "task_update.progress: percent must be 0-100 and step at most total_steps", update);
+          return;
+        }
+        const progress = { percent: p.percent, step: p.step, totalSteps: p.totalSteps, message: p.message.slice(0, 500) };
+        pendingProgress.set(update.taskId, { taskId: update.taskId, attemptId: update.attemptId, progress });
+        bus.publishTaskEvent(update.taskId, create(WatchTaskResponseSchema, { event: { case: "progress", value: progress } }));
+        return;
+      }
+      case "output":
+        bus.publishTaskEvent(update.taskId, create(WatchTaskResponseSchema, { event: { case: "output", value: u.value } }));
+        return;
+      case "log":
+        bus.publishTaskEvent(update.taskId, create(WatchTaskResponseSchema, { event: { case: "log", value: u.value.slice(0, MAX_LOG_CHARS) } }));
+        return;
+      case "finished": {
+        const f = u.value;
+        const outcome =
+          f.outcome === Outcome.SUCCEEDED ? "SUCCEEDED" : f.outcome === Outcome.FAILED ? "FAILED" : f.outcome === Outcome.CANCELLED ? "CANCELLED" : undefined;
+        if (!outcome) {
+          reject(session, "task_update.finished.outcome: must be SUCCEEDED, FAILED or CANCELLED", update);
+          return;
+        }
+        if (f.endedAtMs < f.startedAtMs) {
+          reject(session, "task_update.finished.ended_at_ms: is before started_at_ms", update);
+          return;
+        }
+        pendingProgress.delete(update.taskId);
+        const result = await finishAttempt(db, ref, {
+          outcome,
+          output: f.output ? (toJson(ValueSchema, f.output) as JsonValue) : null,
+          error: f.error.slice(0, 10_000),
+          workerStartedAtMs: Number(f.startedAtMs),
+          workerEndedAtMs: Number(f.endedAtMs),
+        });
+        session.attempts.delete(update.attemptId);
+        if (!result.attemptOk) {
+          reject(session, "task_update: attempt is no longer current; result discarded", update);
+          return;
+        }
+        if (result.taskChanged) bus.publishTaskEvent(update.taskId, stateSignal(update.taskId));
+        // Its GPUs are free again.
+        bus.wakeScheduler();
+        return;
+      }
+      default:
+        reject(session, "task_update.update: is required", update);
+    }
+  }
+
+  async function handle(session: Session, message: ConnectRequest) {
+    seen.add(session.nodeId);
+    const m = message.message;
+    switch (m.case) {
+      case "heartbeat": {
+        const warm = JSON.stringify([...m.value.warmAppIds].sort());
+        if (warm !== session.warmAppIds) {
+          session.warmAppIds = warm;
+          await setNodeFields(db, session.nodeId, { warmAppIds: m.value.warmAppIds.slice(0, 256) });
+        }
+        return;
+      }
+      case "telemetry":
+        return onTelemetry(session, m.value);
+      case "taskUpdate":
+        return onTaskUpdate(session, m.value);
+      case "appReady":
+        if (m.value.inputSchema && Object.keys(m.value.inputSchema).length > 0) {
+          const bytes = JSON.stringify(m.value.inputSchema).length;
+          if (bytes > 256 * 1024) {
+            reject(session, "app_ready.input_schema: larger than 256 KiB; ignored");
+            return;
+          }
+          await learnInputSchema(db, m.value.appId, m.value.appVersion, m.value.inputSchema);
+        }
+        return;
+      case "hello":
+        reject(session, "hello: sent twice on one stream; ignored");
+        return;
+      default:
+        reject(session, "message: empty or of an unknown kind; ignored");
+    }
+  }
+
+  const service: ServiceImpl<typeof WorkerService> = {
+    async *connect(requests, context) {
+      const iterator = requests[Symbol.asyncIterator]();
+      const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+      let timer: NodeJS.Timeout | undefined;
+      const first = await Promise.race([
+        iterator.next(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new ConnectError("no hello within the time allowed", Code.DeadlineExceeded)), helloTimeoutMs);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (first.done || first.value.message.case !== "hello") {
+        throw new ConnectError("the first message on a worker stream must be a hello", Code.InvalidArgument);
+      }
+      const hello = first.value.message.value;
+      const { nodeId, gpus } = await register(hello);
+      const out = pushable<MessageInitShape<typeof ConnectResponseSchema>>({ objectMode: true });
+      const session: Session = {
+        nodeId,
+        gpuIndices: new Set(gpus.map((g) => g.index)),
+        attempts: new Map(),
+        warmAppIds: JSON.stringify([...hello.warmAppIds].sort()),
+        gpuError: hello.gpuError,
+        push: (m) => out.push(m),
+      };
+      // A node reconnecting here while an older stream of it is still open: the newest stream wins.
+      sessions.get(nodeId)?.push(create(ConnectResponseSchema, { message: { case: "rejection", value: { reason: "superseded by a newer connection of this node" } } }));
+      sessions.set(nodeId, session);
+      const unsubscribe = bus.onNodeMessage(nodeId, (message) => {
+        if (message.message.case === "assignment") {
+          const a = message.message.value;
+          session.attempts.set(a.attemptId, { taskId: a.taskId, attemptId: a.attemptId, fencingToken: Number(a.fencingToken), nodeId });
+        }
+        out.push(message);
+      });
+      const log2 = log.child({ node: nodeId });
+      log2.info({ gpus: gpus.length, name: hello.name }, "worker connected");
+      out.push({
+        message: {
+          case: "welcome",
+          value: { nodeId, heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000, telemetryIntervalMs: options.telemetryIntervalMs ?? 1_000 },
+        },
+      });
+      const pump = (async () => {
+        await reconcile(session, hello);
+        bus.wakeScheduler();
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) break;
+          await handle(session, next.value);
+        }
+      })();
+      pump.then(
+        () => out.end(),
+        (err) => out.end(err instanceof ConnectError ? err : new ConnectError("worker stream failed", Code.Internal, undefined, undefined, err)),
+      );
+      const onAbort = () => out.end();
+      context.signal.addEventListener("abort", onAbort);
+      try {
+        yield* out;
+      } finally {
+        context.signal.removeEventListener("abort", onAbort);
+        unsubscribe();
+        if (sessions.get(nodeId) === session) {
+          sessions.delete(nodeId);
+          await disconnectNode(db, nodeId, gatewayId).catch((err) => log2.warn({ err }, "could not mark node offline"));
+        }
+        log2.info("worker disconnected");
+      }
+    },
+  };
+
+  return {
+    service,
+    connectedNodes: () => [...sessions.keys()],
+    async shutdown() {
+      for (const t of [touchTimer, progressTimer, redispatchTimer]) clearInterval(t);
+      if (pendingProgress.size > 0) await saveProgress(db, [...pendingProgress.values()]).catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import { type NodeCapacity, type TaskDemand, placeTasks } from "./placement.js";
+
+const GiB = 1024 ** 3;
+
+function node(id: string, gpus: Array<[string, number]>, extra: Partial<NodeCapacity> = {}): NodeCapacity {
+  return {
+    id,
+    gpus: gpus.map(([model, mem], index) => ({ index, model: model.toLowerCase(), memoryTotalBytes: mem * GiB })),
+    busyGpuIndices: new Set(),
+    running: 0,
+    maxConcurrent: 8,
+    warmAppIds: new Set(),
+    ...extra,
+  };
+}
+
+function task(id: string, extra: Partial<TaskDemand> = {}): TaskDemand {
+  return { id, appId: "app", gpuCount: 1, minMemoryBytes: 0, allowedModels: [], ...extra };
+}
+
+describe("placeTasks", () => {
+  it("puts a task only on a GPU with enough memory and an allowed model", () => {
+    const nodes = [node("small", [["RTX 3060", 12]]), node("big", [["RTX 3090", 24]])];
+    expect(placeTasks([task("t", { minMemoryBytes: 16 * GiB })], nodes)).toEqual([{ taskId: "t", nodeId: "big", gpuIndices: [0] }]);
+    expect(placeTasks([task("t", { allowedModels: ["rtx 3060"] })], nodes)).toEqual([{ taskId: "t", nodeId: "small", gpuIndices: [0] }]);
+    expect(placeTasks([task("t", { allowedModels: ["h100"] })], nodes)).toEqual([]);
+  });
+
+  it("needs all requested GPUs on one node", () => {
+    const nodes = [node("a", [["A", 24]]), node("b", [["A", 24], ["A", 24]])];
+    expect(placeTasks([task("t", { gpuCount: 2 })], nodes)).toEqual([{ taskId: "t", nodeId: "b", gpuIndices: [0, 1] }]);
+    expect(placeTasks([task("t", { gpuCount: 3 })], nodes)).toEqual([]);
+  });
+
+  it("prefers a node where the app is warm, then the least loaded", () => {
+    const nodes = [
+      node("busy", [["A", 24], ["A", 24]], { busyGpuIndices: new Set([1]), running: 1 }),
+      node("idle", [["A", 24]]),
+      node("warm", [["A", 24], ["A", 24]], { busyGpuIndices: new Set([0]), running: 1, warmAppIds: new Set(["app"]) }),
+    ];
+    expect(placeTasks([task("t")], nodes)[0]?.nodeId).toBe("warm");
+    expect(placeTasks([task("t", { appId: "other" })], nodes)[0]?.nodeId).toBe("idle");
+  });
+
+  it("spreads a batch over free GPUs and leaves the rest queued, first come first served", () => {
+    const nodes = [node("a", [["A", 24]]), node("b", [["A", 24]])];
+    const placed = placeTasks([task("1"), task("2"), task("3")], nodes);
+    expect(placed.map((p) => p.taskId)).toEqual(["1", "2"]);
+    expect(new Set(placed.map((p) => p.nodeId))).toEqual(new Set(["a", "b"]));
+  });
+
+  it("lets a smaller task use capacity a blocked bigger one cannot", () => {
+    const nodes = [node("a", [["A", 24]])];
+    const placed = placeTasks([task("big", { gpuCount: 2 }), task("big2", { gpuCount: 2 }), task("small")], nodes);
+    expect(placed.map((p) => p.taskId)).toEqual(["small"]);
+  });
+
+  it("respects a node's concurrency limit, also for tasks without GPUs", () => {
+    const nodes = [node("a", [], { maxConcurrent: 2 })];
+    const placed = placeTasks([task("1", { gpuCount: 0 }), task("2", { gpuCount: 0 }), task("3", { gpuCount: 0 })], nodes);
+    expect(placed.map((p) => p.taskId)).toEqual(["1", "2"]);
+  });
+
+  it("picks the smallest GPUs that fit, keeping big ones free", () => {
+    const nodes = [node("a", [["H100", 80], ["L4", 24]])];
+    expect(placeTasks([task("t", { minMemoryBytes: 20 * GiB })], nodes)).toEqual([{ taskId: "t", nodeId: "a", gpuIndices: [1] }]);
+  });
+});

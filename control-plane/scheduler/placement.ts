@@ -1,0 +1,113 @@
+/**
+ * Where queued tasks go: a pure function of the queue and the nodes' free
+ * capacity, so it can be tested without a database.
+ */
+
+export interface GpuSlot {
+  readonly index: number;
+  /** Lower-cased product name. */
+  readonly model: string;
+  readonly memoryTotalBytes: number;
+}
+
+export interface NodeCapacity {
+  readonly id: string;
+  readonly gpus: readonly GpuSlot[];
+  /** GPU indices held by active attempts. */
+  readonly busyGpuIndices: ReadonlySet<number>;
+  /** Active attempts on the node. */
+  readonly running: number;
+  readonly maxConcurrent: number;
+  readonly warmAppIds: ReadonlySet<string>;
+}
+
+export interface TaskDemand {
+  readonly id: string;
+  readonly appId: string;
+  readonly gpuCount: number;
+  readonly minMemoryBytes: number;
+  /** Lower-cased; empty means any model. */
+  readonly allowedModels: readonly string[];
+}
+
+export interface Placement {
+  readonly taskId: string;
+  readonly nodeId: string;
+  readonly gpuIndices: number[];
+}
+
+interface NodeState {
+  readonly node: NodeCapacity;
+  readonly busy: Set<number>;
+  running: number;
+  readonly warm: Set<string>;
+}
+
+/**
+ * Places tasks in the order given (highest priority, then oldest first).
+ * Each task goes to a node with enough free GPUs that meet its requirements,
+ * preferring a node where its app is warm, then the least loaded one. A task
+ * that fits nowhere stays queued; later tasks with other requirements may
+ * still run (backfill), but later tasks with the same requirements wait behind
+ * it, which keeps first-come-first-served among tasks competing for the same GPUs.
+ */
+export function placeTasks(tasks: readonly TaskDemand[], nodes: readonly NodeCapacity[]): Placement[] {
+  const states: NodeState[] = nodes.map((node) => ({
+    node,
+    busy: new Set(node.busyGpuIndices),
+    running: node.running,
+    warm: new Set(node.warmAppIds),
+  }));
+  const blockedShapes = new Set<string>();
+  const placements: Placement[] = [];
+  for (const task of tasks) {
+    const shape = `${task.gpuCount}|${task.minMemoryBytes}|${task.allowedModels.join(",")}`;
+    if (blockedShapes.has(shape)) continue;
+    let best: { state: NodeState; gpus: number[]; score: [number, number, number] } | undefined;
+    for (const state of states) {
+      if (state.running >= state.node.maxConcurrent) continue;
+      const gpus = pickGpus(state, task);
+      if (!gpus) continue;
+      // Lower is better: warm first, then by load, then by how much GPU memory we would tie up.
+      const load = state.running / Math.max(1, state.node.maxConcurrent);
+      const score: [number, number, number] = [state.warm.has(task.appId) ? 0 : 1, load, state.busy.size];
+      if (!best || compare(score, best.score) < 0) best = { state, gpus, score };
+    }
+    if (!best) {
+      blockedShapes.add(shape);
+      continue;
+    }
+    for (const index of best.gpus) best.state.busy.add(index);
+    best.state.running += 1;
+    // The instance this task starts will be warm for the next task of the same app.
+    best.state.warm.add(task.appId);
+    placements.push({ taskId: task.id, nodeId: best.state.node.id, gpuIndices: best.gpus });
+  }
+  return placements;
+}
+
+/** Free GPUs that fit, smallest memory first so bigger GPUs stay free for bigger tasks. */
+function pickGpus(state: NodeState, task: TaskDemand): number[] | undefined {
+  if (task.gpuCount === 0) return [];
+  const fitting = state.node.gpus
+    .filter(
+      (gpu) =>
+        !state.busy.has(gpu.index) &&
+        gpu.memoryTotalBytes >= task.minMemoryBytes &&
+        (task.allowedModels.length === 0 || task.allowedModels.includes(gpu.model)),
+    )
+    .sort((a, b) => a.memoryTotalBytes - b.memoryTotalBytes || a.index - b.index);
+  if (fitting.length < task.gpuCount) return undefined;
+  return fitting
+    .slice(0, task.gpuCount)
+    .map((gpu) => gpu.index)
+    .sort((a, b) => a - b);
+}
+
+function compare(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}

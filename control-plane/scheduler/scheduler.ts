@@ -1,0 +1,189 @@
+import { sql } from "kysely";
+import type { Bus } from "../bus/bus.js";
+import { stateSignal } from "../bus/task-events.js";
+import type { Db } from "../db/database.js";
+import type { GpuRow, RuntimeRow } from "../db/schema.js";
+import { type AttemptToDispatch, assignmentMessage } from "../dispatch/assignment.js";
+import { newId } from "../ids.js";
+import type { Logger } from "../log.js";
+import { type NodeCapacity, type TaskDemand, placeTasks } from "./placement.js";
+
+export interface SchedulerOptions {
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly logger: Logger;
+  /** Most tasks considered per round. Default 500. */
+  readonly batchSize?: number;
+  /** A round also runs this often without a wake-up signal, in case one was lost. Default 1000 ms. */
+  readonly tickIntervalMs?: number;
+}
+
+export interface Scheduler {
+  /** Ask for a round soon; calls while a round runs coalesce into one more round. */
+  wake(): void;
+  /** One round now; resolves with how many tasks it placed. */
+  runRound(): Promise<number>;
+  shutdown(): Promise<void>;
+}
+
+/** Any constant works; it only has to be the same on every replica. */
+const SCHEDULER_LOCK_KEY = 0x6e677075;
+
+/**
+ * Places queued tasks on free GPUs. One round runs at a time across all
+ * replicas (a transaction-scoped advisory lock), so placement never double-books
+ * a GPU; rounds take many tasks at once, so throughput comes from batching.
+ */
+export function startScheduler(options: SchedulerOptions): Scheduler {
+  const { db, bus, logger } = options;
+  const batchSize = options.batchSize ?? 500;
+  const log = logger.child({ component: "scheduler" });
+  let pending = false;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+
+  const loop = async () => {
+    while (pending && !stopped) {
+      pending = false;
+      try {
+        // A full batch means more may be waiting: go again at once.
+        while ((await runRound()) === batchSize && !stopped);
+      } catch (err) {
+        log.warn({ err }, "scheduling round failed");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    running = undefined;
+  };
+  const wake = () => {
+    pending = true;
+    if (!running && !stopped) running = loop();
+  };
+
+  async function runRound(): Promise<number> {
+    const dispatch = await db.transaction().execute(async (tx) => {
+      await sql`SELECT pg_advisory_xact_lock(${SCHEDULER_LOCK_KEY})`.execute(tx);
+      const queued = await tx
+        .selectFrom("tasks as t")
+        .innerJoin("apps as a", "a.id", "t.app_id")
+        .select([
+          "t.id",
+          "t.input",
+          "t.timeout_ms",
+          "a.id as app_id",
+          "a.name as app_name",
+          "a.version as app_version",
+          "a.runtime",
+          "a.env",
+          "a.gpu_count",
+          "a.gpu_min_memory_bytes",
+          "a.gpu_models",
+        ])
+        .where("t.state", "=", "QUEUED")
+        .orderBy("t.priority", "desc")
+        .orderBy("t.seq")
+        .limit(batchSize)
+        .forUpdate("t")
+        .skipLocked()
+        .execute();
+      if (queued.length === 0) return [];
+
+      const nodes = await tx
+        .selectFrom("nodes")
+        .select(["id", "gpus", "max_concurrent_tasks", "warm_app_ids"])
+        .where("state", "=", "ONLINE")
+        .where("gateway_id", "is not", null)
+        .execute();
+      if (nodes.length === 0) return [];
+      const active = await tx
+        .selectFrom("attempts")
+        .select(["node_id", "gpu_indices"])
+        .where("ended_at", "is", null)
+        .where(
+          "node_id",
+          "in",
+          nodes.map((n) => n.id),
+        )
+        .execute();
+
+      const capacity: NodeCapacity[] = nodes.map((n) => {
+        const mine = active.filter((a) => a.node_id === n.id);
+        return {
+          id: n.id,
+          gpus: (n.gpus as GpuRow[]).map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
+          busyGpuIndices: new Set(mine.flatMap((a) => a.gpu_indices)),
+          running: mine.length,
+          maxConcurrent: n.max_concurrent_tasks,
+          warmAppIds: new Set(n.warm_app_ids),
+        };
+      });
+      const demands: TaskDemand[] = queued.map((t) => ({
+        id: t.id,
+        appId: t.app_id,
+        gpuCount: t.gpu_count,
+        minMemoryBytes: t.gpu_min_memory_bytes,
+        allowedModels: t.gpu_models.map((m) => m.toLowerCase()),
+      }));
+      const placements = placeTasks(demands, capacity);
+      if (placements.length === 0) return [];
+
+      const byTask = new Map(queued.map((t) => [t.id, t]));
+      const planned = placements.map((p) => ({ ...p, attemptId: newId("att") }));
+      const values = sql.join(planned.map((p) => sql`(${p.taskId}, ${p.attemptId}, ${p.nodeId}, ${JSON.stringify(p.gpuIndices)})`));
+      const inserted = await sql<{ id: string; task_id: string; fencing_token: number }>`
+        WITH v(task_id, attempt_id, node_id, gpu_indices) AS (VALUES ${values}),
+        assigned AS (
+          UPDATE tasks SET state = 'ASSIGNED', assigned_at = now(), current_attempt_id = v.attempt_id,
+            node_id = v.node_id, gpu_indices = v.gpu_indices::jsonb, attempt_count = attempt_count + 1
+          FROM v WHERE tasks.id = v.task_id AND tasks.state = 'QUEUED'
+          RETURNING tasks.id, tasks.workspace_id, tasks.app_id
+        )
+        INSERT INTO attempts (id, task_id, workspace_id, app_id, node_id, fencing_token, gpu_indices, state)
+        SELECT v.attempt_id, v.task_id, assigned.workspace_id, assigned.app_id, v.node_id,
+          nextval('attempt_fencing_tokens'), v.gpu_indices::jsonb, 'ASSIGNED'
+        FROM v JOIN assigned ON assigned.id = v.task_id
+        RETURNING id, task_id, fencing_token`.execute(tx);
+
+      const planByTask = new Map(planned.map((p) => [p.taskId, p]));
+      return inserted.rows.map((row): [string, AttemptToDispatch] => {
+        const t = byTask.get(row.task_id)!;
+        const p = planByTask.get(row.task_id)!;
+        return [
+          p.nodeId,
+          {
+            taskId: t.id,
+            attemptId: row.id,
+            fencingToken: Number(row.fencing_token),
+            gpuIndices: p.gpuIndices,
+            timeoutMs: t.timeout_ms,
+            input: t.input,
+            app: { id: t.app_id, name: t.app_name, version: t.app_version, runtime: t.runtime as RuntimeRow, env: t.env },
+          },
+        ];
+      });
+    });
+    // Only after the commit: a worker must never run an attempt the database does not have.
+    for (const [nodeId, attempt] of dispatch) {
+      bus.sendToNode(nodeId, assignmentMessage(attempt));
+      bus.publishTaskEvent(attempt.taskId, stateSignal(attempt.taskId));
+    }
+    if (dispatch.length > 0) log.debug({ placed: dispatch.length }, "tasks placed");
+    return dispatch.length;
+  }
+
+  const unsubscribe = bus.onSchedulerWake(wake);
+  const tick = setInterval(wake, options.tickIntervalMs ?? 1_000);
+  tick.unref();
+  wake();
+
+  return {
+    wake,
+    runRound,
+    async shutdown() {
+      stopped = true;
+      clearInterval(tick);
+      unsubscribe();
+      await running;
+    },
+  };
+}

@@ -1,0 +1,201 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { GpuSchema } from "../gen/ngpu/v1/gpu_pb.js";
+import type { Assignment } from "../gen/ngpu/v1/worker_pb.js";
+import type { WorkerConfig } from "./config.js";
+import { type GpuInfo, type GpuReader, GpuReadError, type GpuReading } from "./gpu/gpu-reader.js";
+import { createNvidiaSmiReader } from "./gpu/nvidia-smi.js";
+import { createSimulatedGpuReader, type SimulatedGpuReader } from "./gpu/simulated-gpu.js";
+import type { Logger } from "./log.js";
+import type { AppInstance } from "./runtime/app-instance.js";
+import { dockerAvailable, startDockerInstance } from "./runtime/docker-runtime.js";
+import { createInstancePool } from "./runtime/instance-pool.js";
+import { startProcessInstance } from "./runtime/process-runtime.js";
+import { startWebhookReceiver } from "./runtime/webhook-receiver.js";
+import { startControlSession } from "./session/control-session.js";
+import { openNodeIdentity } from "./session/node-identity.js";
+import { createTaskRunner } from "./tasks/task-runner.js";
+import { startTelemetryLoop } from "./telemetry/telemetry-loop.js";
+
+export const WORKER_VERSION = "0.1.0";
+
+export type WorkerState = "STARTING" | "RUNNING" | "DRAINING" | "STOPPED";
+
+export interface Worker {
+  readonly state: WorkerState;
+  /** Resolves with the node id once the control plane has welcomed the worker. */
+  readonly ready: Promise<string>;
+  nodeId(): string;
+  /** Stops taking new work, lets running tasks finish (up to graceMs), then stops. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export interface WorkerDeps {
+  readonly logger: Logger;
+  /** Environment handed to app processes (the worker's own, normally). */
+  readonly appBaseEnv: Readonly<Record<string, string | undefined>>;
+}
+
+/** Several simulated GPU specs read as one machine, indices numbered across them. */
+function combineSimulated(config: WorkerConfig): { reader: GpuReader; setBusy: (i: number, busy: boolean) => void } {
+  const parts: Array<{ reader: SimulatedGpuReader; offset: number }> = [];
+  let offset = 0;
+  for (const [i, spec] of config.simulateGpus.entries()) {
+    parts.push({ reader: createSimulatedGpuReader(spec, { node: `${config.name}-${i}` }), offset });
+    offset += spec.count;
+  }
+  return {
+    reader: {
+      async read(signal) {
+        const readings = await Promise.all(parts.map((p) => p.reader.read(signal)));
+        const shift = <T extends { index: number }>(items: readonly T[], by: number) => items.map((x) => ({ ...x, index: x.index + by }));
+        return {
+          gpus: readings.flatMap((r, i) => shift(r.gpus, parts[i]!.offset)),
+          samples: readings.flatMap((r, i) => shift(r.samples, parts[i]!.offset)),
+        } satisfies GpuReading;
+      },
+    },
+    setBusy(index, busy) {
+      const part = [...parts].reverse().find((p) => index >= p.offset);
+      part?.reader.setBusy(index - part.offset, busy);
+    },
+  };
+}
+
+function gpuToProto(g: GpuInfo): MessageInitShape<typeof GpuSchema> {
+  return {
+    index: g.index,
+    uuid: g.uuid,
+    model: g.model,
+    memoryTotalBytes: BigInt(g.memoryTotalBytes),
+    driverVersion: g.driverVersion ?? "",
+    pciBusId: g.pciBusId ?? "",
+    migEnabled: g.migEnabled,
+    simulated: g.simulated,
+  };
+}
+
+/**
+ * A worker: reads its GPUs, joins the control plane over one gRPC stream,
+ * runs the attempts it is given and streams telemetry.
+ * States: STARTING → RUNNING → DRAINING → STOPPED.
+ */
+export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promise<Worker> {
+  const { logger } = deps;
+  let state: WorkerState = "STARTING";
+  const simulated = config.simulateGpus.length > 0 ? combineSimulated(config) : undefined;
+  const reader: GpuReader = simulated?.reader ?? createNvidiaSmiReader({ binary: config.nvidiaSmiPath });
+
+  let gpus: readonly GpuInfo[] = [];
+  let gpuError = "";
+  try {
+    gpus = (await reader.read(AbortSignal.timeout(10_000))).gpus;
+  } catch (err) {
+    gpuError = err instanceof GpuReadError ? `${err.code}: ${err.message}` : `GPU read failed: ${(err as Error).message}`;
+    logger.error({ err: gpuError }, "cannot read GPUs; joining without them (only CPU apps can run here)");
+  }
+  const runtimes = ["process", "builtin"];
+  if (await dockerAvailable({ timeoutMs: 3_000 }).catch(() => false)) runtimes.push("docker");
+
+  const identity = openNodeIdentity(config.dataDir);
+  const receiver = await startWebhookReceiver();
+  const pool = createInstancePool(logger);
+  const startInstance = (a: Assignment, gpuIndices: readonly number[], signal: AbortSignal): Promise<AppInstance> => {
+    const runtime = a.app?.runtime?.kind;
+    const env = a.app?.env ?? {};
+    if (runtime?.case === "process") {
+      return startProcessInstance({
+        command: runtime.value.command,
+        ...(runtime.value.workingDir ? { cwd: runtime.value.workingDir } : {}),
+        baseEnv: deps.appBaseEnv,
+        env,
+        gpuIndices,
+        signal,
+      });
+    }
+    if (runtime?.case === "docker") {
+      return startDockerInstance({ image: runtime.value.image, containerPort: runtime.value.port || 5000, env, gpuIndices, signal });
+    }
+    return Promise.reject(new Error(`this worker cannot run ${runtime?.case ?? "an unspecified"} runtime`));
+  };
+
+  let session: ReturnType<typeof startControlSession> | undefined;
+  const runner = createTaskRunner({
+    logger,
+    pool,
+    receiver,
+    startInstance,
+    send: (m) => session?.send(m),
+    ...(simulated ? { onGpuBusy: (indices: readonly number[], busy: boolean) => indices.forEach((i) => simulated.setBusy(i, busy)) } : {}),
+  });
+
+  session = startControlSession({
+    url: config.controlPlaneUrl,
+    logger,
+    hello: async () => ({
+      enrollmentToken: config.enrollmentToken,
+      nodeId: identity.nodeId(),
+      name: config.name,
+      gpus: gpus.map(gpuToProto),
+      gpuError,
+      runtimes,
+      maxConcurrentTasks: config.maxConcurrentTasks || Math.max(1, gpus.length),
+      version: WORKER_VERSION,
+      running: runner.held(),
+      warmAppIds: pool.warmAppIds(),
+    }),
+    onWelcome: (nodeId, telemetryIntervalMs) => {
+      identity.save(nodeId);
+      telemetry.setIntervalMs(telemetryIntervalMs);
+      if (state === "STARTING") state = "RUNNING";
+    },
+    onConnected: () => runner.resendResults(),
+    onMessage: (message) => {
+      const m = message.message;
+      if (m.case === "assignment") {
+        if (state !== "RUNNING") return;
+        runner.assign(m.value);
+      } else if (m.case === "cancel") {
+        runner.cancel(m.value.attemptId, m.value.reason || "cancelled");
+      }
+    },
+    warmAppIds: () => pool.warmAppIds(),
+  });
+
+  const telemetry = startTelemetryLoop(
+    {
+      reader,
+      logger,
+      send: (report) => session?.send({ message: { case: "telemetry", value: report } }),
+      onInventoryChanged: (now) => {
+        logger.warn({ gpus: now.length }, "GPU inventory changed; rejoining with the new inventory");
+        gpus = now;
+        gpuError = "";
+        session?.reconnect();
+      },
+    },
+    { gpus, error: gpuError },
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    get state() {
+      return state;
+    },
+    ready: session.ready,
+    nodeId: () => identity.nodeId(),
+    shutdown(graceMs = 30_000) {
+      stopping ??= (async () => {
+        state = "DRAINING";
+        const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+        await Promise.race([runner.idle(), grace]);
+        await runner.shutdown();
+        await telemetry.stop();
+        await session.close();
+        await pool.shutdown();
+        await receiver.close();
+        state = "STOPPED";
+      })();
+      return stopping;
+    },
+  };
+}
