@@ -1,0 +1,95 @@
+// The NGPU TypeScript SDK: a typed, promise-based client of the control plane's
+// public services (apps, tasks, nodes), plus the generated types it speaks.
+//
+//   const ngpu = createNgpuClient({ baseUrl: "http://127.0.0.1:7700", apiKey });
+//   const { task } = await ngpu.tasks.submit({ app: "echo", input: { prompt: "hi" } });
+//   const done = await ngpu.tasks.wait(task.id);
+//   await ngpu.close();
+//
+// Failed calls reject with `ConnectError` (re-exported here): `err.code` is a gRPC
+// `Code`, `err.rawMessage` the server's message.
+
+export {
+  createNgpuClient,
+  DEFAULT_RUN_WAIT_MS,
+  DEFAULT_TIMEOUT_MS,
+  WAIT_UNAVAILABLE_LIMIT_MS,
+  type AppsApi,
+  type CallOptions,
+  type DeployResult,
+  type NgpuClient,
+  type NgpuClientOptions,
+  type NodesApi,
+  type RunOptions,
+  type SubmitResult,
+  type TaskEvent,
+  type TasksApi,
+  type WaitOptions,
+} from "./client.js";
+export type { NgpuHttpVersion, NgpuProtocol } from "./transport.js";
+export type {
+  DeployAppInit,
+  DockerRuntimeInit,
+  GpuRequirementsInit,
+  Int64Like,
+  ListNodesInit,
+  ListTasksInit,
+  PageInit,
+  ProcessRuntimeInit,
+  RuntimeInit,
+  SubmitTaskInit,
+  UpdateAppInit,
+} from "./requests.js";
+export { isTerminal, taskStateName, TERMINAL_TASK_STATES } from "./task-state.js";
+export { taskOutput, valueToJson } from "./json.js";
+export { paginate, type Page } from "./paging.js";
+
+export { Code, ConnectError } from "@connectrpc/connect";
+export type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+
+export {
+  TaskService,
+  TaskState,
+  TaskStateSchema,
+  TaskSchema,
+  ProgressSchema,
+  WatchTaskResponseSchema,
+  SubmitTaskResponseSchema,
+  ListTasksResponseSchema,
+  type Task,
+  type Progress,
+  type WatchTaskResponse,
+  type SubmitTaskResponse,
+  type RunTaskResponse,
+  type ListTasksResponse,
+} from "../gen/ngpu/v1/task_pb.js";
+export {
+  AppService,
+  AppSchema,
+  RuntimeSchema,
+  DeployAppResponseSchema,
+  ListAppsResponseSchema,
+  type App,
+  type Runtime,
+  type ProcessRuntime,
+  type DockerRuntime,
+  type DeployAppResponse,
+  type ListAppsResponse,
+} from "../gen/ngpu/v1/app_pb.js";
+export {
+  NodeService,
+  NodeState,
+  NodeStateSchema,
+  NodeSchema,
+  ListNodesResponseSchema,
+  type Node,
+  type ListNodesResponse,
+} from "../gen/ngpu/v1/node_pb.js";
+export {
+  GpuSchema,
+  GpuTelemetrySchema,
+  GpuRequirementsSchema,
+  type Gpu,
+  type GpuTelemetry,
+  type GpuRequirements,
+} from "../gen/ngpu/v1/gpu_pb.js";

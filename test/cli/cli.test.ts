@@ -1,0 +1,147 @@
+// Runs the real `ngpu` CLI as a child process against the in-process fake network.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { TaskState } from "../../sdk/index.js";
+import { startFakeNetwork, type FakeNetwork } from "../sdk/fake-network.js";
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let network: FakeNetwork;
+let dataDir: string;
+
+/** The environment of a child: ours without any NGPU_ variable, plus `extra`. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NGPU_")));
+  return { ...env, NGPU_DATA_DIR: dataDir, ...extra };
+}
+
+function ngpu(args: string[], options: { auth?: boolean; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const auth = options.auth === false ? [] : ["--url", network.url, "--api-key", network.apiKey];
+  const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", ...auth, ...args], {
+    cwd: repoRoot,
+    env: childEnv(options.env ?? {}),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  // Steps slow enough that the CLI's watch, opened right after its submit, sees them all.
+  network = await startFakeNetwork({ stepMs: 100 });
+  network.addApp("echo");
+});
+afterAll(async () => {
+  await network.destroy();
+});
+beforeEach(() => {
+  dataDir = mkdtempSync(join(tmpdir(), "ngpu-cli-"));
+  return () => rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe("ngpu submit --wait", () => {
+  it("prints the finished task as JSON, progress as plain lines on stderr, and exits 0", async () => {
+    const result = await ngpu(["submit", "echo", "--input", "prompt=a cat", "--input", "steps=3", "--label", "run=cli", "--wait", "--json"]);
+    expect(result.code, result.stderr).toBe(0);
+    const task = JSON.parse(result.stdout) as { id: string; state: string; output: { echo: unknown }; labels: Record<string, string> };
+    expect(task.state).toBe("TASK_STATE_SUCCEEDED");
+    expect(task.output.echo).toEqual({ prompt: "a cat", steps: 3 });
+    expect(task.labels).toEqual({ run: "cli" });
+    expect(result.stderr).toContain(`task ${task.id}: running`);
+    expect(result.stderr).toContain("progress: 67% 2/3 step 2");
+    expect(result.stderr).toContain(`task ${task.id}: succeeded`);
+  });
+
+  it("saves data: URIs of the output with --output-dir and prints the paths", async () => {
+    const outDir = join(dataDir, "out");
+    const result = await ngpu(["submit", "echo", "--input", "n=1", "--output-dir", outDir]);
+    expect(result.code, result.stderr).toBe(0);
+    const path = join(outDir, "image.png");
+    expect(result.stdout).toContain(`saved ${path}`);
+    expect(result.stdout).toContain(`"image": "${path}"`);
+    expect(readFileSync(path).subarray(1, 4).toString()).toBe("PNG");
+  });
+
+  it("exits 1 with the task's error when it fails", async () => {
+    const result = await ngpu(["submit", "echo", "--input", "fail=true", "--wait"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/error: task task-\d+ failed: boom/);
+    expect(result.stdout).toBe("");
+  });
+
+  it("prints only the id without --wait", async () => {
+    const result = await ngpu(["submit", "echo"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^task-\d+\n$/);
+  });
+});
+
+describe("ngpu tasks list", () => {
+  it("filters by label and state, as a table and as JSON", async () => {
+    const done = network.addTask("echo", TaskState.SUCCEEDED, { batch: "list-test" });
+    const failed = network.addTask("echo", TaskState.FAILED, { batch: "list-test" });
+    const table = await ngpu(["tasks", "list", "--label", "batch=list-test"]);
+    expect(table.code, table.stderr).toBe(0);
+    const lines = table.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^ID\s+APP\s+STATE\s+PROGRESS\s+CREATED\s+DURATION\s+NODE$/);
+    expect(lines.slice(1).map((line) => line.split(/\s+/).slice(0, 3))).toEqual([
+      [failed.id, "echo", "failed"],
+      [done.id, "echo", "succeeded"],
+    ]);
+
+    const json = await ngpu(["tasks", "list", "--label", "batch=list-test", "--state", "succeeded", "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    const { tasks } = JSON.parse(json.stdout) as { tasks: { id: string }[] };
+    expect(tasks.map((t) => t.id)).toEqual([done.id]);
+  });
+});
+
+describe("configuration", () => {
+  it("exits 2 and explains how to get an API key when none is configured", async () => {
+    const result = await ngpu(["tasks", "list"], { auth: false, env: { NGPU_URL: network.url } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("error: no API key configured");
+    expect(result.stderr).toContain("--api-key");
+    expect(result.stderr).toContain("NGPU_API_KEY");
+    expect(result.stderr).toContain(join(dataDir, "credentials.json"));
+    expect(result.stdout).toBe("");
+  });
+
+  it("uses the credentials file the local network writes", async () => {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(join(dataDir, "credentials.json"), JSON.stringify({ url: network.url, apiKey: network.apiKey }));
+    const result = await ngpu(["apps", "list", "--json"], { auth: false });
+    expect(result.code, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as { apps: { name: string }[] }).apps.map((a) => a.name)).toContain("echo");
+  });
+
+  it("exits 1 with a hint when the key is refused", async () => {
+    const result = await ngpu(["apps", "list"], { auth: false, env: { NGPU_URL: network.url, NGPU_API_KEY: "wrong" } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("error: unauthenticated: bad api key");
+    expect(result.stderr).toContain("hint: the API key was refused");
+  });
+
+  it("exits 2 on a bad flag value, naming the flag", async () => {
+    const result = await ngpu(["submit", "echo", "--priority", "high"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('error: --priority: "high" is not an integer');
+    expect(existsSync(join(dataDir, "out"))).toBe(false);
+  });
+});
