@@ -97,7 +97,10 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   if (await dockerAvailable({ timeoutMs: 3_000 }).catch(() => false)) runtimes.push("docker");
 
   const identity = openNodeIdentity(config.dataDir);
-  const receiver = await startWebhookReceiver();
+  // Containers cannot reach the host's loopback; each webhook URL carries its own secret token.
+  const receiver = await startWebhookReceiver(runtimes.includes("docker") ? { host: "0.0.0.0" } : {});
+  // Apps get the worker's environment minus its own settings (the enrollment token must not leak into apps).
+  const appBaseEnv = Object.fromEntries(Object.entries(deps.appBaseEnv).filter(([k]) => !k.startsWith("NGPU_")));
   const pool = createInstancePool(logger);
   const startInstance = (a: Assignment, gpuIndices: readonly number[], signal: AbortSignal): Promise<AppInstance> => {
     const runtime = a.app?.runtime?.kind;
@@ -106,7 +109,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
       return startProcessInstance({
         command: runtime.value.command,
         ...(runtime.value.workingDir ? { cwd: runtime.value.workingDir } : {}),
-        baseEnv: deps.appBaseEnv,
+        baseEnv: appBaseEnv,
         env,
         gpuIndices,
         signal,
