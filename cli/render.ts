@@ -119,6 +119,8 @@ export function runtimeText(runtime: Runtime | undefined): string {
       return `process: ${runtime.kind.value.command.map(shellQuote).join(" ")}`;
     case "docker":
       return `docker: ${runtime.kind.value.image}${runtime.kind.value.port ? ` (port ${runtime.kind.value.port})` : ""}`;
+    case "builtin":
+      return `builtin: ${runtime.kind.value.name}`;
     default:
       return MISSING;
   }

@@ -28,6 +28,7 @@ export {
 } from "./client.js";
 export type { NgpuHttpVersion, NgpuProtocol } from "./transport.js";
 export type {
+  BuiltinRuntimeInit,
   DeployAppInit,
   DockerRuntimeInit,
   GpuRequirementsInit,
@@ -73,6 +74,7 @@ export {
   type Runtime,
   type ProcessRuntime,
   type DockerRuntime,
+  type BuiltinRuntime,
   type DeployAppResponse,
   type ListAppsResponse,
 } from "../gen/ngpu/v1/app_pb.js";

@@ -26,8 +26,17 @@ export interface DockerRuntimeInit {
   readonly port?: number | undefined;
 }
 
+/** Run inside the worker itself, with no app server ("echo", "sleep"): for probes, tests and benchmarks. */
+export interface BuiltinRuntimeInit {
+  readonly name: string;
+}
+
 /** How the worker starts the app: the short forms, or a generated `Runtime` message (e.g. from `App.runtime`). */
-export type RuntimeInit = { readonly process: ProcessRuntimeInit } | { readonly docker: DockerRuntimeInit } | Runtime;
+export type RuntimeInit =
+  | { readonly process: ProcessRuntimeInit }
+  | { readonly docker: DockerRuntimeInit }
+  | { readonly builtin: BuiltinRuntimeInit }
+  | Runtime;
 
 /** What an app needs from the GPUs it runs on. */
 export interface GpuRequirementsInit {
@@ -129,6 +138,7 @@ export function runtimeInit(runtime: RuntimeInit): MessageInitShape<typeof Runti
     const { command, workingDir } = runtime.process;
     return { kind: { case: "process", value: { command: [...command], workingDir: workingDir ?? "" } } };
   }
+  if ("builtin" in runtime) return { kind: { case: "builtin", value: { name: runtime.builtin.name } } };
   const { image, port } = runtime.docker;
   return { kind: { case: "docker", value: { image, port: port ?? 0 } } };
 }

@@ -13,6 +13,7 @@ export const DEFAULT_GPU_COUNT = 1;
 interface DeployFlags {
   readonly command?: string;
   readonly image?: string;
+  readonly builtin?: string;
   readonly port?: string;
   readonly workdir?: string;
   readonly gpus?: string;
@@ -24,8 +25,15 @@ interface DeployFlags {
 }
 
 function runtimeFromFlags(flags: DeployFlags): RuntimeInit {
-  if ((flags.command === undefined) === (flags.image === undefined)) {
-    throw new UsageError("apps deploy: give exactly one of --command \"<argv>\" (process runtime) or --image <image> (docker runtime)");
+  const given = [flags.command, flags.image, flags.builtin].filter((f) => f !== undefined).length;
+  if (given !== 1) {
+    throw new UsageError(
+      "apps deploy: give exactly one of --command \"<argv>\" (process runtime), --image <image> (docker runtime) or --builtin <name>",
+    );
+  }
+  if (flags.builtin !== undefined) {
+    if (flags.port !== undefined || flags.workdir !== undefined) throw new UsageError("--port, --workdir: not with --builtin");
+    return { builtin: { name: flags.builtin } };
   }
   if (flags.image !== undefined) {
     if (flags.workdir !== undefined) throw new UsageError("--workdir: only with --command");
@@ -44,6 +52,7 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
     .argument("<name>", "lowercase letters, digits and dashes")
     .option("--command <argv>", "start the app as this command on the worker (quoted like a shell line); it serves the Cog HTTP API on $PORT")
     .option("--image <image>", "run the app as this container image (a Cog image)")
+    .option("--builtin <name>", "run inside the worker, no app server: echo or sleep (for probes and tests)")
     .option("--port <port>", "with --image: the port inside the container (default 5000)")
     .option("--workdir <dir>", "with --command: working directory on the worker")
     .option("--gpus <n>", `GPUs per task (default ${DEFAULT_GPU_COUNT}; 0 for a CPU-only app)`)

@@ -112,6 +112,25 @@ describe("ngpu tasks list", () => {
   });
 });
 
+describe("ngpu apps deploy", () => {
+  it("turns flags into the app's runtime, GPU needs, env and timeout", async () => {
+    const result = await ngpu([
+      "apps", "deploy", "sd", "--image", "r8.im/sd", "--min-vram", "8GiB",
+      "--gpu-model", "NVIDIA A100", "--env", "A=1", "--timeout", "90s", "--json",
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const { app, created } = JSON.parse(result.stdout) as { app: Record<string, unknown>; created: boolean };
+    expect(created).toBe(true);
+    expect(app).toMatchObject({
+      name: "sd",
+      runtime: { docker: { image: "r8.im/sd" } },
+      gpu: { count: 1, minMemoryBytes: "8589934592", allowedModels: ["NVIDIA A100"] },
+      env: { A: "1" },
+      timeoutMs: "90000",
+    });
+  });
+});
+
 describe("configuration", () => {
   it("exits 2 and explains how to get an API key when none is configured", async () => {
     const result = await ngpu(["tasks", "list"], { auth: false, env: { NGPU_URL: network.url } });

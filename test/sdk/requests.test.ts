@@ -20,6 +20,8 @@ describe("request conversion", () => {
     const runtime = create(RuntimeSchema, { kind: { case: "docker", value: { image: "img", port: 8080 } } });
     const docker = create(DeployAppRequestSchema, deployAppRequest({ name: "a", runtime }));
     expect(docker.runtime?.kind).toMatchObject({ case: "docker", value: { image: "img", port: 8080 } });
+    const builtin = create(DeployAppRequestSchema, deployAppRequest({ name: "a", runtime: { builtin: { name: "echo" } } }));
+    expect(builtin.runtime?.kind).toMatchObject({ case: "builtin", value: { name: "echo" } });
   });
 
   it("leaves unset update fields unset (they keep their value on the server)", () => {
