@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
+import { type Task, TaskState } from "../../gen/ngpu/v1/task_pb.js";
 import { type NgpuClient, taskOutput } from "../../sdk/index.js";
 import type { Worker } from "../../worker/worker.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
@@ -62,7 +62,7 @@ describe("scheduling", () => {
 
   it("queues tasks while every fitting GPU is busy and runs them first come, first served", async () => {
     await ngpu.apps.deploy({ name: "sleep-big", runtime: builtin("sleep"), gpu: { count: 1, minMemoryBytes: 20 * GiB, allowedModels: ["NVIDIA GeForce RTX 3090"] } });
-    const submitted = [];
+    const submitted: Task[] = [];
     for (let i = 0; i < 4; i++) submitted.push((await ngpu.tasks.submit({ app: "sleep-big", input: { seconds: 0.3 } })).task);
     const running = await eventually(async () => {
       const states = await Promise.all(submitted.map(async (t) => (await ngpu.tasks.get(t.id)).state));
