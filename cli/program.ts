@@ -45,7 +45,8 @@ export function reportError(ctx: CliContext, err: unknown): number {
     return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   }
   if (err instanceof CliError) {
-    println(ctx.stderr, `error: ${err.message}`);
+    // An empty message: whatever failed has explained itself already (e.g. the worker's own usage text).
+    if (err.message) println(ctx.stderr, `error: ${err.message}`);
     return err.exitCode;
   }
   if (ctx.signal.aborted) {

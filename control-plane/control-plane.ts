@@ -22,6 +22,11 @@ import { startTelemetryHistory, type TelemetryHistory } from "./monitor/telemetr
 import { createTelemetryStore, type TelemetryStore } from "./monitor/telemetry-store.js";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
 
+function isPeerGone(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === "ERR_HTTP2_SESSION_ERROR" || code === "ECONNRESET" || code === "ERR_HTTP2_STREAM_CANCEL" || code === "EPIPE";
+}
+
 export interface ControlPlane {
   /** Base URL of the API (gRPC, gRPC-Web and Connect on one port). */
   readonly url: string;
@@ -52,12 +57,13 @@ export interface ControlPlaneDeps {
 export async function startControlPlane(config: ControlPlaneConfig, deps: ControlPlaneDeps): Promise<ControlPlane> {
   const replicaId = config.replicaId || newId("cp");
   const logger = deps.logger.child({ replica: replicaId });
-  const db = await openDatabase(config.database);
-  let bus: Bus;
+  // NATS first: a bad NATS_URL should fail before anything is written to the database.
+  const bus = await connectBus({ url: config.natsUrl, prefix: config.natsPrefix, name: replicaId, logger });
+  let db: Db;
   try {
-    bus = await connectBus({ url: config.natsUrl, prefix: config.natsPrefix, name: replicaId, logger });
+    db = await openDatabase(config.database);
   } catch (err) {
-    await db.destroy();
+    await bus.close();
     throw err;
   }
 
@@ -77,7 +83,8 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       host: config.host,
       port: config.port,
       ...(deps.fallback ? { fallback: deps.fallback } : {}),
-      onError: (err) => logger.warn({ err }, "rpc server error"),
+      // A peer going away (a worker stopping, a client aborting) is routine, not a warning.
+      onError: (err) => logger[isPeerGone(err) ? "debug" : "warn"]({ err }, "rpc server error"),
       routes: (router) => {
         router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas }), logger));
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));

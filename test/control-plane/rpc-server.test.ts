@@ -41,6 +41,7 @@ import {
   type GetAppResponse,
 } from "../../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_task } from "../../gen/ngpu/v1/task_pb.js";
+import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { bufCurl } from "../helpers/buf-curl.js";
 
 const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -331,39 +332,11 @@ describe("rpc server: one port for gRPC, gRPC-Web and Connect", () => {
 
   describe("@grpc/grpc-js client (HTTP/2, no proto-loader)", () => {
     /** A grpc-js service definition for a protobuf-es service, with protobuf-es (de)serializers. */
-    function grpcDefinition(service: DescService): grpc.ServiceDefinition {
-      const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-      for (const method of service.methods) {
-        definition[method.name] = {
-          path: `/${service.typeName}/${method.name}`,
-          requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
-          responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
-          requestSerialize: (m: unknown) => Buffer.from(toBinary(method.input, m as MessageShape<DescMessage>)),
-          requestDeserialize: (b: Buffer) => fromBinary(method.input, b),
-          responseSerialize: (m: unknown) => Buffer.from(toBinary(method.output, m as MessageShape<DescMessage>)),
-          responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
-          originalName: method.localName,
-        };
-      }
-      return definition;
-    }
-
-    function unary<Res>(client: grpc.Client, method: string, request: unknown): Promise<Res> {
-      const fn = (client as unknown as Record<string, Function>)[method];
-      if (fn === undefined) throw new Error(`no method ${method}`);
-      return new Promise<Res>((resolve, reject) => {
-        fn.call(client, request, (error: grpc.ServiceError | null, response: Res) =>
-          error ? reject(error) : resolve(response),
-        );
-      });
-    }
-
     const clients: grpc.Client[] = [];
     afterAll(() => clients.forEach((c) => c.close()));
 
     function connectGrpcJs(service: DescService): grpc.Client {
-      const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(service), service.name);
-      const client = new Ctor(server.url.replace("http://", ""), grpc.credentials.createInsecure());
+      const client = grpcJsClient(service, server.url);
       clients.push(client);
       return client;
     }
