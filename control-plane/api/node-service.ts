@@ -1,5 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { NodeService } from "../../gen/ngpu/v1/node_pb.js";
+import { loadNodeLoad } from "../db/attempts.js";
 import type { Db } from "../db/database.js";
 import type { NodeRow } from "../db/schema.js";
 import { notFound } from "../errors.js";
@@ -23,22 +24,16 @@ export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof Nod
 
   async function withLiveState(rows: NodeRow[]) {
     if (rows.length === 0) return [];
-    const active = await db
-      .selectFrom("attempts")
-      .select(["node_id", "gpu_indices"])
-      .where("ended_at", "is", null)
-      .where(
-        "node_id",
-        "in",
-        rows.map((r) => r.id),
-      )
-      .execute();
+    const load = await loadNodeLoad(
+      db,
+      rows.map((r) => r.id),
+    );
     return rows.map((row) => {
-      const mine = active.filter((a) => a.node_id === row.id);
+      const l = load.get(row.id)!;
       return nodeToProto(row, {
         telemetry: row.state === "ONLINE" || row.state === "DRAINING" ? telemetry.latest(row.id) : [],
-        busyGpuIndices: new Set(mine.flatMap((a) => a.gpu_indices)),
-        runningTasks: mine.length,
+        busyGpuIndices: l.busyGpuIndices,
+        runningTasks: l.running,
       });
     });
   }

@@ -50,3 +50,26 @@ export async function loadDispatchableAttempts(
     app: { id: r.app_id, name: r.app_name, version: r.app_version, runtime: r.runtime as RuntimeRow, env: r.env },
   }));
 }
+
+/** What holds each node's GPUs now: the GPU indices of its active attempts, and how many there are. */
+export interface NodeLoad {
+  readonly busyGpuIndices: Set<number>;
+  running: number;
+}
+
+export async function loadNodeLoad(db: Db, nodeIds: readonly string[]): Promise<Map<string, NodeLoad>> {
+  const load = new Map<string, NodeLoad>(nodeIds.map((id) => [id, { busyGpuIndices: new Set<number>(), running: 0 }]));
+  if (nodeIds.length === 0) return load;
+  const active = await db
+    .selectFrom("attempts")
+    .select(["node_id", "gpu_indices"])
+    .where("ended_at", "is", null)
+    .where("node_id", "in", [...nodeIds])
+    .execute();
+  for (const a of active) {
+    const entry = load.get(a.node_id)!;
+    entry.running += 1;
+    for (const i of a.gpu_indices) entry.busyGpuIndices.add(i);
+  }
+  return load;
+}

@@ -1,6 +1,7 @@
-import { sql } from "kysely";
+import { type Insertable, sql } from "kysely";
 import type { GpuTelemetry } from "../../gen/ngpu/v1/gpu_pb.js";
 import type { Db } from "../db/database.js";
+import type { GpuSampleTable } from "../db/schema.js";
 import type { Logger } from "../log.js";
 
 export interface TelemetryHistoryOptions {
@@ -25,19 +26,7 @@ export interface TelemetryHistory {
   shutdown(): Promise<void>;
 }
 
-interface Row {
-  node_id: string;
-  gpu_index: number;
-  time: Date;
-  utilization_percent: number | null;
-  memory_used_bytes: number | null;
-  memory_total_bytes: number | null;
-  temperature_celsius: number | null;
-  power_draw_watts: number | null;
-  power_limit_watts: number | null;
-  sm_clock_mhz: number | null;
-  ecc_uncorrected_errors: number | null;
-}
+type Row = Insertable<GpuSampleTable>;
 
 const CHUNK = 1000;
 const COMPACT_LOCK_KEY = 0x6e677076;

@@ -3,6 +3,7 @@ import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import type { Db } from "../db/database.js";
 import type { GpuRow, RuntimeRow } from "../db/schema.js";
+import { loadNodeLoad } from "../db/attempts.js";
 import { type AttemptToDispatch, assignmentMessage } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
@@ -95,24 +96,17 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
         .where("gateway_id", "is not", null)
         .execute();
       if (nodes.length === 0) return [];
-      const active = await tx
-        .selectFrom("attempts")
-        .select(["node_id", "gpu_indices"])
-        .where("ended_at", "is", null)
-        .where(
-          "node_id",
-          "in",
-          nodes.map((n) => n.id),
-        )
-        .execute();
-
+      const load = await loadNodeLoad(
+        tx,
+        nodes.map((n) => n.id),
+      );
       const capacity: NodeCapacity[] = nodes.map((n) => {
-        const mine = active.filter((a) => a.node_id === n.id);
+        const l = load.get(n.id)!;
         return {
           id: n.id,
           gpus: (n.gpus as GpuRow[]).map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
-          busyGpuIndices: new Set(mine.flatMap((a) => a.gpu_indices)),
-          running: mine.length,
+          busyGpuIndices: l.busyGpuIndices,
+          running: l.running,
           maxConcurrent: n.max_concurrent_tasks,
           warmAppIds: new Set(n.warm_app_ids),
         };
