@@ -189,8 +189,11 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     shutdown(graceMs = 30_000) {
       stopping ??= (async () => {
         state = "DRAINING";
+        session.send({ message: { case: "draining", value: { graceMs } } });
         const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
         await Promise.race([runner.idle(), grace]);
+        // What is still running goes back to the queue, to run elsewhere.
+        await runner.releaseAll();
         await runner.shutdown();
         await telemetry.stop();
         await session.close();

@@ -112,6 +112,8 @@ export async function startDevNetwork(options: DevNetworkOptions): Promise<DevNe
         env: {},
         inputSchema: undefined,
         timeoutMs: 0,
+        maxAttempts: 3,
+        queueTtlMs: 0,
       });
     }
 

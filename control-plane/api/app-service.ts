@@ -8,7 +8,17 @@ import { invalidArgument } from "../errors.js";
 import type { Authenticate } from "./auth.js";
 import { appToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
-import { checkJson, checkPageSize, checkTimeoutMs, decodePageToken, encodePageToken, requireString } from "./validate.js";
+import {
+  DEFAULT_MAX_ATTEMPTS,
+  checkJson,
+  checkMaxAttempts,
+  checkPageSize,
+  checkQueueTtlMs,
+  checkTimeoutMs,
+  decodePageToken,
+  encodePageToken,
+  requireString,
+} from "./validate.js";
 
 export interface AppServiceDeps {
   readonly db: Db;
@@ -97,6 +107,8 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       env: checkEnv("env", req.env),
       inputSchema,
       timeoutMs: checkTimeoutMs("timeout_ms", req.timeoutMs),
+      maxAttempts: checkMaxAttempts("max_attempts", req.maxAttempts) || DEFAULT_MAX_ATTEMPTS,
+      queueTtlMs: checkQueueTtlMs("queue_ttl_ms", req.queueTtlMs),
     };
   };
 
@@ -108,6 +120,8 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       gpu: appToProto(row).gpu,
       env: row.env,
       timeoutMs: BigInt(row.timeout_ms),
+      maxAttempts: row.max_attempts,
+      queueTtlMs: BigInt(row.queue_ttl_ms),
       ...(row.input_schema_source === "user" && row.input_schema ? { inputSchema: row.input_schema } : {}),
     }) as DeployAppRequest;
 
@@ -129,6 +143,8 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
         env: req.replaceEnv ? req.env : { ...base.env, ...req.env },
         ...(req.timeoutMs !== undefined ? { timeoutMs: req.timeoutMs } : {}),
         ...(req.description !== undefined ? { description: req.description } : {}),
+        ...(req.maxAttempts !== undefined ? { maxAttempts: req.maxAttempts } : {}),
+        ...(req.queueTtlMs !== undefined ? { queueTtlMs: req.queueTtlMs } : {}),
       } as DeployAppRequest;
       const { app } = await deployApp(db, principal.workspaceId, definitionOf(merged));
       return { app: appToProto(app) };

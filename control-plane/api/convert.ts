@@ -3,9 +3,10 @@ import { timestampFromDate, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { type App, AppSchema } from "../../gen/ngpu/v1/app_pb.js";
 import { type GpuTelemetry, GpuSchema } from "../../gen/ngpu/v1/gpu_pb.js";
 import { type Node, NodeSchema, NodeState } from "../../gen/ngpu/v1/node_pb.js";
-import { type Task, TaskSchema, TaskState } from "../../gen/ngpu/v1/task_pb.js";
-import type { AppRow, NodeRow, RuntimeRow } from "../db/schema.js";
+import { type Attempt, AttemptSchema, type Task, TaskSchema, TaskState } from "../../gen/ngpu/v1/task_pb.js";
+import type { AppRow, AttemptRow, NodeRow, RuntimeRow } from "../db/schema.js";
 import type { TaskView } from "../db/tasks.js";
+import { reliability } from "../db/nodes.js";
 import { runtimeToProto } from "../dispatch/assignment.js";
 
 /** Rows to API messages: the one place the storage shape meets the contract. */
@@ -60,6 +61,23 @@ export function taskToProto(row: TaskView): Task {
     executionMs: BigInt(row.execution_ms),
     gpuMs: BigInt(row.gpu_ms),
     timeoutMs: BigInt(row.timeout_ms),
+    maxAttempts: row.max_attempts,
+    expireTime: ts(row.expires_at),
+  });
+}
+
+export function attemptToProto(row: AttemptRow): Attempt {
+  return create(AttemptSchema, {
+    id: row.id,
+    nodeId: row.node_id,
+    state: row.state,
+    gpuIndices: row.gpu_indices,
+    createTime: timestampFromDate(row.created_at),
+    startTime: ts(row.started_at),
+    endTime: ts(row.ended_at),
+    coldStartMs: BigInt(row.cold_start_ms),
+    gpuMs: BigInt(row.gpu_ms),
+    error: row.error,
   });
 }
 
@@ -75,6 +93,8 @@ export function appToProto(row: AppRow): App {
     env: row.env,
     ...(row.input_schema ? { inputSchema: row.input_schema as JsonObject } : {}),
     timeoutMs: BigInt(row.timeout_ms),
+    maxAttempts: row.max_attempts,
+    queueTtlMs: BigInt(row.queue_ttl_ms),
     createTime: timestampFromDate(row.created_at),
     updateTime: timestampFromDate(row.updated_at),
   });
@@ -117,5 +137,8 @@ export function nodeToProto(
     connectTime: ts(row.connected_at),
     lastHeartbeatTime: ts(row.last_heartbeat_at),
     maxConcurrentTasks: row.max_concurrent_tasks,
+    completedAttempts: BigInt(row.completed_attempts),
+    lostAttempts: BigInt(row.lost_attempts),
+    reliability: reliability(row),
   });
 }

@@ -17,11 +17,13 @@ import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/ta
 import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
 import type { Authenticate } from "./auth.js";
-import { taskStateFromProto, taskToProto } from "./convert.js";
+import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
   DEFAULT_TIMEOUT_MS,
   checkJson,
+  checkMaxAttempts,
+  checkQueueTtlMs,
   checkLabels,
   checkPageSize,
   checkTimeoutMs,
@@ -54,6 +56,8 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     if (req.priority < -1000 || req.priority > 1000) throw invalidArgument(`${field}priority`, "must be between -1000 and 1000");
     const labels = checkLabels(`${field}labels`, req.labels);
     const timeoutMs = checkTimeoutMs(`${field}timeout_ms`, req.timeoutMs);
+    const maxAttempts = checkMaxAttempts(`${field}max_attempts`, req.maxAttempts);
+    const queueTtlMs = checkQueueTtlMs(`${field}queue_ttl_ms`, req.queueTtlMs);
     const app = await findApp(db, principal.workspaceId, appRef);
     inputSchemas.check(app.id, app.version, app.input_schema, input);
     const { id, created } = await insertTask(db, {
@@ -65,6 +69,8 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       labels,
       idempotencyKey,
       timeoutMs: timeoutMs || app.timeout_ms || DEFAULT_TIMEOUT_MS,
+      maxAttempts: maxAttempts || app.max_attempts,
+      queueTtlMs: queueTtlMs || app.queue_ttl_ms,
     });
     if (created) bus.wakeScheduler();
     return { task: taskToProto(await getTask(db, principal.workspaceId, id)), created };
@@ -125,7 +131,10 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     async getTask(req, ctx) {
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
-      return { task: taskToProto(await getTask(db, principal.workspaceId, id)) };
+      const task = taskToProto(await getTask(db, principal.workspaceId, id));
+      const attempts = await db.selectFrom("attempts").selectAll().where("task_id", "=", id).orderBy("created_at").orderBy("fencing_token").execute();
+      task.attempts = attempts.map(attemptToProto);
+      return { task };
     },
 
     async *watchTask(req, ctx) {

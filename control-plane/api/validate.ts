@@ -9,6 +9,23 @@ export const MAX_JSON_DEPTH = 32;
 export const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
 export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 export const MAX_PAGE_SIZE = 500;
+export const DEFAULT_MAX_ATTEMPTS = 3;
+export const MAX_ATTEMPTS = 10;
+/** Longest queue time-to-live (7 days). */
+export const MAX_QUEUE_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/** 0 means "use the default"; otherwise 1 to MAX_ATTEMPTS. */
+export function checkMaxAttempts(field: string, value: number): number {
+  if (value > MAX_ATTEMPTS) throw invalidArgument(field, `must be at most ${MAX_ATTEMPTS}`);
+  return value;
+}
+
+/** 0 means no limit (or the default); otherwise 1 s to 7 days. */
+export function checkQueueTtlMs(field: string, value: bigint): number {
+  if (value === 0n) return 0;
+  if (value < 1000n || value > BigInt(MAX_QUEUE_TTL_MS)) throw invalidArgument(field, `must be 0 or between 1000 and ${MAX_QUEUE_TTL_MS} ms`);
+  return Number(value);
+}
 
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/;
 

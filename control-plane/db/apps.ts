@@ -16,6 +16,9 @@ export interface AppDefinition {
   /** Given by the deployer; undefined leaves any schema learnt from the app in place. */
   readonly inputSchema: Record<string, unknown> | undefined;
   readonly timeoutMs: number;
+  readonly maxAttempts: number;
+  /** 0: queued tasks never expire. */
+  readonly queueTtlMs: number;
 }
 
 const APP_ID = /^app_[0-9a-z]{26}$/;
@@ -41,6 +44,8 @@ function sameDefinition(row: AppRow, def: AppDefinition): boolean {
     JSON.stringify(row.gpu_models) === JSON.stringify(def.gpuModels) &&
     JSON.stringify(row.env) === JSON.stringify(def.env) &&
     row.timeout_ms === def.timeoutMs &&
+    row.max_attempts === def.maxAttempts &&
+    row.queue_ttl_ms === def.queueTtlMs &&
     (def.inputSchema === undefined || JSON.stringify(row.input_schema) === JSON.stringify(def.inputSchema))
   );
 }
@@ -66,6 +71,8 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
       gpu_models: JSON.stringify(def.gpuModels),
       env: JSON.stringify(def.env),
       timeout_ms: def.timeoutMs,
+      max_attempts: def.maxAttempts,
+      queue_ttl_ms: def.queueTtlMs,
     };
     if (!existing) {
       const app = await tx

@@ -138,6 +138,28 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  "0002_retries_timeouts_reliability": {
+    async up(db: Kysely<any>): Promise<void> {
+      await runStatements(
+        db,
+        `
+        ALTER TABLE apps ADD COLUMN max_attempts integer NOT NULL DEFAULT 3;
+        ALTER TABLE apps ADD COLUMN queue_ttl_ms bigint NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN max_attempts integer NOT NULL DEFAULT 3;
+        -- A queued task past this ends EXPIRED.
+        ALTER TABLE tasks ADD COLUMN expires_at timestamptz;
+        -- A task re-queued after a retryable failure waits until then (backoff).
+        ALTER TABLE tasks ADD COLUMN not_before timestamptz;
+        ALTER TABLE nodes ADD COLUMN completed_attempts bigint NOT NULL DEFAULT 0;
+        ALTER TABLE nodes ADD COLUMN lost_attempts bigint NOT NULL DEFAULT 0;
+        -- When its stream closed; its attempts wait a short grace period for it to come back.
+        ALTER TABLE nodes ADD COLUMN disconnected_at timestamptz;
+        CREATE INDEX tasks_expiring ON tasks (expires_at) WHERE state = 'QUEUED' AND expires_at IS NOT NULL;
+        CREATE INDEX attempts_running ON attempts (started_at) WHERE ended_at IS NULL;
+      `,
+      );
+    },
+  },
 };
 
 /** One statement at a time: the extended query protocol (PGlite, parameters) takes only one. */

@@ -14,6 +14,11 @@ export interface NodeRegistration {
   readonly gatewayId: string;
 }
 
+/** Laplace-smoothed share of a node's attempts that it did not lose. */
+export function reliability(counts: { completed_attempts: number; lost_attempts: number }): number {
+  return (counts.completed_attempts + 1) / (counts.completed_attempts + counts.lost_attempts + 1);
+}
+
 /** A worker joined (or came back): it is online and its stream is held by this gateway. */
 export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
   const columns = {
@@ -28,6 +33,7 @@ export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
     gateway_id: n.gatewayId,
     connected_at: sql`now()` as never,
     last_heartbeat_at: sql`now()` as never,
+    disconnected_at: null,
   };
   await db
     .insertInto("nodes")
@@ -40,7 +46,7 @@ export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
 export async function disconnectNode(db: Db, nodeId: string, gatewayId: string): Promise<void> {
   await db
     .updateTable("nodes")
-    .set({ state: "OFFLINE", gateway_id: null })
+    .set({ state: "OFFLINE", gateway_id: null, disconnected_at: sql`now()` as never })
     .where("id", "=", nodeId)
     .where("gateway_id", "=", gatewayId)
     .execute();
@@ -57,8 +63,9 @@ export async function touchNodes(db: Db, nodeIds: readonly string[], gatewayId: 
     .execute();
 }
 
-export async function setNodeFields(db: Db, nodeId: string, fields: { warmAppIds?: readonly string[]; gpuError?: string }): Promise<void> {
+export async function setNodeFields(db: Db, nodeId: string, fields: { warmAppIds?: readonly string[]; gpuError?: string; state?: "DRAINING" }): Promise<void> {
   const set = {
+    ...(fields.state ? { state: fields.state } : {}),
     ...(fields.warmAppIds ? { warm_app_ids: JSON.stringify(fields.warmAppIds) } : {}),
     ...(fields.gpuError !== undefined ? { gpu_error: fields.gpuError } : {}),
   };

@@ -55,6 +55,8 @@ export interface AppTable {
   timeout_ms: number;
   created_at: DefaultedTimestamp;
   updated_at: DefaultedTimestamp;
+  max_attempts: Generated<number>;
+  queue_ttl_ms: Generated<number>;
 }
 
 /** Stored form of a declared GPU. */
@@ -85,6 +87,9 @@ export interface NodeTable {
   connected_at: Timestamp | null;
   last_heartbeat_at: Timestamp | null;
   created_at: DefaultedTimestamp;
+  completed_attempts: Generated<number>;
+  lost_attempts: Generated<number>;
+  disconnected_at: Timestamp | null;
 }
 
 export interface ProgressRow {
@@ -121,6 +126,9 @@ export interface TaskTable {
   cold_start_ms: Generated<number>;
   execution_ms: Generated<number>;
   gpu_ms: Generated<number>;
+  max_attempts: Generated<number>;
+  expires_at: Timestamp | null;
+  not_before: Timestamp | null;
 }
 
 export interface AttemptTable {
@@ -131,7 +139,7 @@ export interface AttemptTable {
   node_id: string;
   fencing_token: number;
   gpu_indices: Json<number[]>;
-  /** ASSIGNED | STARTING | RUNNING | SUCCEEDED | FAILED | CANCELLED | LOST */
+  /** ASSIGNED | STARTING | RUNNING | SUCCEEDED | FAILED | CANCELLED | TIMED_OUT | LOST | RELEASED */
   state: string;
   created_at: DefaultedTimestamp;
   started_at: Timestamp | null;

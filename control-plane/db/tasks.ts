@@ -23,6 +23,9 @@ export interface NewTaskInput {
   readonly labels: Readonly<Record<string, string>>;
   readonly idempotencyKey: string | undefined;
   readonly timeoutMs: number;
+  readonly maxAttempts: number;
+  /** 0: never expires. */
+  readonly queueTtlMs: number;
 }
 
 /**
@@ -47,6 +50,9 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
       labels: JSON.stringify(task.labels),
       idempotency_key: task.idempotencyKey ?? null,
       timeout_ms: task.timeoutMs,
+      max_attempts: task.maxAttempts,
+      expires_at: task.queueTtlMs > 0 ? (sql`now() + make_interval(secs => ${task.queueTtlMs / 1000})` as never) : null,
+      not_before: null,
       assigned_at: null,
       started_at: null,
       ended_at: null,
@@ -171,45 +177,113 @@ export async function markAttemptProgressing(
 }
 
 export interface AttemptOutcome {
-  readonly outcome: "SUCCEEDED" | "FAILED" | "CANCELLED";
+  /** RELEASED: the worker gave the attempt back unfinished (draining); it runs elsewhere. */
+  readonly outcome: "SUCCEEDED" | "FAILED" | "CANCELLED" | "RELEASED";
   readonly output: unknown;
   readonly error: string;
+  /** A failure that may go away on another try (the worker's, not the app's verdict). */
+  readonly retryable: boolean;
   readonly workerStartedAtMs: number;
   readonly workerEndedAtMs: number;
 }
 
+export interface FinishResult {
+  /** False when the attempt is unknown, superseded or already ended: nothing changed. */
+  readonly attemptOk: boolean;
+  /** The task moved (to its outcome, or back to the queue). */
+  readonly taskChanged: boolean;
+  /** The task went back to the queue for another try. */
+  readonly requeued: boolean;
+}
+
+/** Wait before try n+1 after a retryable failure: 1 s, 2 s, 4 s … up to 60 s. */
+export function retryBackoffMs(attemptsSoFar: number): number {
+  return Math.min(60_000, 1000 * 2 ** Math.max(0, attemptsSoFar - 1));
+}
+
 /**
  * Ends an attempt and, if it is still the task's current attempt and the task
- * has not ended, the task with the same outcome. GPU time is the measured
- * execution time times the GPUs the attempt held (computed here, not taken
- * from the worker). Returns false for attemptOk when the attempt is unknown,
- * superseded or already ended, and changes nothing then.
+ * has not ended, moves the task: to the outcome, or back to the queue when the
+ * attempt was released or failed retryably with tries left. GPU time is the
+ * measured execution time times the GPUs the attempt held (computed here, not
+ * taken from the worker). Changes nothing for an unknown, superseded or ended attempt.
  */
-export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOutcome): Promise<{ attemptOk: boolean; taskChanged: boolean }> {
+export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> {
   const executionMs = Math.max(0, Math.round(outcome.workerEndedAtMs - outcome.workerStartedAtMs));
-  const output = outcome.outcome === "SUCCEEDED" ? JSON.stringify(outcome.output ?? null) : null;
-  const result = await sql<{ attempt_ok: number; task_changed: number }>`
-    WITH a AS (
-      UPDATE attempts SET state = ${outcome.outcome}, ended_at = now(), error = ${outcome.error},
-        worker_started_at_ms = ${Math.round(outcome.workerStartedAtMs)}, worker_ended_at_ms = ${Math.round(outcome.workerEndedAtMs)},
-        gpu_ms = ${executionMs}::bigint * jsonb_array_length(gpu_indices)
-      WHERE id = ${ref.attemptId} AND task_id = ${ref.taskId} AND node_id = ${ref.nodeId}
-        AND fencing_token = ${ref.fencingToken} AND ended_at IS NULL
-      RETURNING id, task_id, gpu_ms
-    ), t AS (
-      UPDATE tasks SET state = ${outcome.outcome}, ended_at = now(), output = ${output}::jsonb, error = ${outcome.error},
-        started_at = COALESCE(tasks.started_at, now()), execution_ms = ${executionMs}, gpu_ms = a.gpu_ms,
-        progress = CASE WHEN ${outcome.outcome} = 'SUCCEEDED'
-          THEN jsonb_build_object('percent', 100, 'step', COALESCE((tasks.progress->>'totalSteps')::int, 0),
-            'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', COALESCE(tasks.progress->>'message', ''))
-          ELSE tasks.progress END
-      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
-      RETURNING tasks.id
-    )
-    SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed`.execute(db);
-  const row = result.rows[0];
-  return { attemptOk: (row?.attempt_ok ?? 0) > 0, taskChanged: (row?.task_changed ?? 0) > 0 };
+  const endAttempt = sql`
+    UPDATE attempts SET state = ${outcome.outcome}, ended_at = now(), error = ${outcome.error},
+      worker_started_at_ms = ${Math.round(outcome.workerStartedAtMs)}, worker_ended_at_ms = ${Math.round(outcome.workerEndedAtMs)},
+      gpu_ms = ${executionMs}::bigint * jsonb_array_length(gpu_indices)
+    WHERE id = ${ref.attemptId} AND task_id = ${ref.taskId} AND node_id = ${ref.nodeId}
+      AND fencing_token = ${ref.fencingToken} AND ended_at IS NULL
+    RETURNING id, task_id, node_id, gpu_ms`;
+  const countCompleted = outcome.outcome === "RELEASED" ? 0 : 1;
+
+  if (outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED") {
+    // The common path, in one statement (one round trip): it bounds throughput.
+    const output = outcome.outcome === "SUCCEEDED" ? JSON.stringify(outcome.output ?? null) : null;
+    const result = await sql<{ attempt_ok: number; task_changed: number }>`
+      WITH a AS (${endAttempt}),
+      n AS (UPDATE nodes SET completed_attempts = completed_attempts + 1 FROM a WHERE nodes.id = a.node_id RETURNING nodes.id),
+      t AS (
+        UPDATE tasks SET state = ${outcome.outcome}, ended_at = now(), output = ${output}::jsonb, error = ${outcome.error},
+          started_at = COALESCE(tasks.started_at, now()), execution_ms = ${executionMs}, gpu_ms = a.gpu_ms,
+          progress = CASE WHEN ${outcome.outcome} = 'SUCCEEDED'
+            THEN jsonb_build_object('percent', 100, 'step', COALESCE((tasks.progress->>'totalSteps')::int, 0),
+              'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', COALESCE(tasks.progress->>'message', ''))
+            ELSE tasks.progress END
+        FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
+        RETURNING tasks.id
+      )
+      SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed, (SELECT count(*) FROM n)::int AS n`.execute(db);
+    const row = result.rows[0];
+    return { attemptOk: (row?.attempt_ok ?? 0) > 0, taskChanged: (row?.task_changed ?? 0) > 0, requeued: false };
+  }
+
+  // Failures and releases decide between retrying and ending: a transaction, rarer.
+  return db.transaction().execute(async (tx) => {
+    const ended = await endAttempt.execute(tx);
+    const attempt = ended.rows[0] as { id: string; task_id: string; node_id: string; gpu_ms: number } | undefined;
+    if (!attempt) return { attemptOk: false, taskChanged: false, requeued: false };
+    if (countCompleted) await sql`UPDATE nodes SET completed_attempts = completed_attempts + 1 WHERE id = ${attempt.node_id}`.execute(tx);
+    const task = await tx
+      .selectFrom("tasks")
+      .select(["state", "current_attempt_id", "attempt_count", "max_attempts"])
+      .where("id", "=", ref.taskId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!task || task.current_attempt_id !== attempt.id || !(ACTIVE_STATES as readonly string[]).includes(task.state)) {
+      return { attemptOk: true, taskChanged: false, requeued: false };
+    }
+    const retry = outcome.outcome === "RELEASED" || (outcome.retryable && task.attempt_count < task.max_attempts);
+    if (retry) {
+      const waitMs = outcome.outcome === "RELEASED" ? 0 : retryBackoffMs(task.attempt_count);
+      await tx
+        .updateTable("tasks")
+        .set({ ...REQUEUE, not_before: sql`now() + make_interval(secs => ${waitMs / 1000})` as never })
+        .where("id", "=", ref.taskId)
+        .execute();
+      return { attemptOk: true, taskChanged: true, requeued: true };
+    }
+    await tx
+      .updateTable("tasks")
+      .set({ state: "FAILED", ended_at: sql`now()` as never, error: outcome.error, started_at: sql`COALESCE(started_at, now())` as never, execution_ms: executionMs, gpu_ms: attempt.gpu_ms })
+      .where("id", "=", ref.taskId)
+      .execute();
+    return { attemptOk: true, taskChanged: true, requeued: false };
+  });
 }
+
+/** Column values that put a task back in the queue, with no attempt. */
+const REQUEUE = {
+  state: "QUEUED",
+  current_attempt_id: null,
+  node_id: null,
+  gpu_indices: "[]",
+  assigned_at: null,
+  started_at: null,
+  progress: JSON.stringify(null),
+} as const;
 
 /** Saves the latest progress of many tasks in one statement (progress is frequent; only the last matters). */
 export async function saveProgress(db: Db, updates: ReadonlyArray<{ taskId: string; attemptId: string; progress: ProgressRow }>): Promise<void> {
@@ -222,21 +296,90 @@ export async function saveProgress(db: Db, updates: ReadonlyArray<{ taskId: stri
 }
 
 /**
- * Ends the given active attempts as LOST (their node went away) and puts their
- * tasks back in the queue, unless the task already ended. Returns the ids of
- * the tasks that were re-queued.
+ * Ends the given active attempts as LOST (their node went away) and counts
+ * them against their nodes. Each task whose current attempt it was goes back
+ * to the queue if it has tries left, and otherwise ends FAILED. Returns the
+ * tasks that changed.
  */
-export async function requeueLostAttempts(db: Db, attemptIds: readonly string[], reason: string): Promise<string[]> {
+export async function requeueLostAttempts(db: Db, attemptIds: readonly string[], reason: string): Promise<Array<{ id: string; state: string }>> {
   if (attemptIds.length === 0) return [];
-  const result = await sql<{ id: string }>`
+  const result = await sql<{ id: string; state: string }>`
     WITH a AS (
       UPDATE attempts SET state = 'LOST', ended_at = now(), error = ${reason}
       WHERE id IN (${sql.join([...attemptIds])}) AND ended_at IS NULL
-      RETURNING id, task_id
+      RETURNING id, task_id, node_id
+    ), n AS (
+      UPDATE nodes SET lost_attempts = lost_attempts + c.lost
+      FROM (SELECT node_id, count(*) AS lost FROM a GROUP BY node_id) c WHERE nodes.id = c.node_id
+      RETURNING nodes.id
     )
-    UPDATE tasks SET state = 'QUEUED', current_attempt_id = NULL, node_id = NULL, gpu_indices = '[]'::jsonb,
-      assigned_at = NULL, started_at = NULL, progress = NULL
+    UPDATE tasks SET
+      state = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN 'QUEUED' ELSE 'FAILED' END,
+      ended_at = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE now() END,
+      error = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN tasks.error
+        ELSE ${reason} || ' (attempt ' || tasks.attempt_count || ' of ' || tasks.max_attempts || ')' END,
+      current_attempt_id = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.current_attempt_id END,
+      node_id = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.node_id END,
+      gpu_indices = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN '[]'::jsonb ELSE tasks.gpu_indices END,
+      assigned_at = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.assigned_at END,
+      started_at = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.started_at END,
+      progress = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.progress END,
+      not_before = NULL
     FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
-    RETURNING tasks.id`.execute(db);
+    RETURNING tasks.id, tasks.state`.execute(db);
+  return result.rows;
+}
+
+/**
+ * The control plane's own execution timeout: a running attempt past its task's
+ * timeout ends TIMED_OUT, billed up to the timeout and not a millisecond more,
+ * and so does its task. Returns what ended, so the workers can be told to stop.
+ */
+export async function timeOutAttempts(db: Db): Promise<Array<{ taskId: string; attemptId: string; nodeId: string }>> {
+  const result = await sql<{ task_id: string; attempt_id: string; node_id: string }>`
+    WITH late AS (
+      SELECT at.id, t.timeout_ms FROM attempts at JOIN tasks t ON t.current_attempt_id = at.id
+      WHERE at.ended_at IS NULL AND at.state = 'RUNNING' AND t.state = 'RUNNING'
+        AND at.started_at + make_interval(secs => t.timeout_ms / 1000.0) < now()
+      LIMIT 500
+    ), a AS (
+      UPDATE attempts SET state = 'TIMED_OUT',
+        ended_at = attempts.started_at + make_interval(secs => late.timeout_ms / 1000.0),
+        error = 'execution timed out after ' || late.timeout_ms || ' ms',
+        gpu_ms = late.timeout_ms * jsonb_array_length(attempts.gpu_indices)
+      FROM late WHERE attempts.id = late.id AND attempts.ended_at IS NULL
+      RETURNING attempts.id, attempts.task_id, attempts.node_id, attempts.gpu_ms, attempts.ended_at, attempts.error, late.timeout_ms
+    )
+    UPDATE tasks SET state = 'TIMED_OUT', ended_at = a.ended_at, error = a.error, execution_ms = a.timeout_ms, gpu_ms = a.gpu_ms
+    FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'RUNNING'
+    RETURNING tasks.id AS task_id, a.id AS attempt_id, a.node_id`.execute(db);
+  return result.rows.map((r) => ({ taskId: r.task_id, attemptId: r.attempt_id, nodeId: r.node_id }));
+}
+
+/**
+ * Attempts still held by a worker although their task ended (cancelled, timed
+ * out) and the worker has not confirmed within graceMs: ended by the control
+ * plane as CANCELLED, billed up to the task's end. Returns them, to tell the workers again.
+ */
+export async function endAbandonedAttempts(db: Db, graceMs: number): Promise<Array<{ taskId: string; attemptId: string; nodeId: string }>> {
+  const result = await sql<{ task_id: string; id: string; node_id: string }>`
+    UPDATE attempts SET state = 'CANCELLED', ended_at = GREATEST(t.ended_at, COALESCE(attempts.started_at, t.ended_at)),
+      error = 'the task ended and the worker did not confirm stopping',
+      gpu_ms = CASE WHEN attempts.started_at IS NULL THEN 0
+        ELSE (GREATEST(0, EXTRACT(EPOCH FROM (t.ended_at - attempts.started_at)) * 1000))::bigint * jsonb_array_length(attempts.gpu_indices) END
+    FROM tasks t
+    WHERE t.id = attempts.task_id AND attempts.ended_at IS NULL
+      AND t.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT', 'EXPIRED')
+      AND t.ended_at < now() - make_interval(secs => ${graceMs / 1000})
+    RETURNING attempts.task_id, attempts.id, attempts.node_id`.execute(db);
+  return result.rows.map((r) => ({ taskId: r.task_id, attemptId: r.id, nodeId: r.node_id }));
+}
+
+/** Queued tasks past their time-to-live end EXPIRED. */
+export async function expireQueuedTasks(db: Db): Promise<string[]> {
+  const result = await sql<{ id: string }>`
+    UPDATE tasks SET state = 'EXPIRED', ended_at = now(), error = 'waited in the queue longer than its time-to-live'
+    WHERE state = 'QUEUED' AND expires_at < now()
+    RETURNING id`.execute(db);
   return result.rows.map((r) => r.id);
 }

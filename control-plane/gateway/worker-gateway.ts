@@ -54,6 +54,12 @@ export interface Gateway {
 }
 
 const NODE_ID = /^node_[0-9a-z]{26}$/;
+const OUTCOMES: Partial<Record<Outcome, "SUCCEEDED" | "FAILED" | "CANCELLED" | "RELEASED">> = {
+  [Outcome.SUCCEEDED]: "SUCCEEDED",
+  [Outcome.FAILED]: "FAILED",
+  [Outcome.CANCELLED]: "CANCELLED",
+  [Outcome.RELEASED]: "RELEASED",
+};
 const MAX_LOG_CHARS = 4096;
 
 interface Session {
@@ -182,8 +188,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (!currentIds.has(r.attemptId)) session.push(cancelMessage(r.taskId, r.attemptId, "attempt is no longer current"));
     }
     if (lost.length > 0) {
-      const requeued = await requeueLostAttempts(db, lost, "the worker restarted and lost the attempt");
-      for (const id of requeued) bus.publishTaskEvent(id, stateSignal(id));
+      const changed = await requeueLostAttempts(db, lost, "the worker restarted and lost the attempt");
+      for (const t of changed) bus.publishTaskEvent(t.id, stateSignal(t.id));
     }
   }
 
@@ -244,10 +250,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         return;
       case "finished": {
         const f = u.value;
-        const outcome =
-          f.outcome === Outcome.SUCCEEDED ? "SUCCEEDED" : f.outcome === Outcome.FAILED ? "FAILED" : f.outcome === Outcome.CANCELLED ? "CANCELLED" : undefined;
+        const outcome = OUTCOMES[f.outcome];
         if (!outcome) {
-          reject(session, "task_update.finished.outcome: must be SUCCEEDED, FAILED or CANCELLED", update);
+          reject(session, "task_update.finished.outcome: must be SUCCEEDED, FAILED, CANCELLED or RELEASED", update);
           return;
         }
         if (f.endedAtMs < f.startedAtMs) {
@@ -259,6 +264,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           outcome,
           output: f.output ? (toJson(ValueSchema, f.output) as JsonValue) : null,
           error: f.error.slice(0, 10_000),
+          retryable: f.retryable,
           workerStartedAtMs: Number(f.startedAtMs),
           workerEndedAtMs: Number(f.endedAtMs),
         });
@@ -302,6 +308,11 @@ export function createGateway(options: GatewayOptions): Gateway {
           }
           await learnInputSchema(db, m.value.appId, m.value.appVersion, m.value.inputSchema);
         }
+        return;
+      case "draining":
+        // No new work from now on; what runs may finish or come back RELEASED.
+        await setNodeFields(db, session.nodeId, { state: "DRAINING" });
+        log.info({ node: session.nodeId, graceMs: m.value.graceMs }, "worker draining");
         return;
       case "hello":
         reject(session, "hello: sent twice on one stream; ignored");

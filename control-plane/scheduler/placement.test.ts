@@ -11,6 +11,7 @@ function node(id: string, gpus: Array<[string, number]>, extra: Partial<NodeCapa
     running: 0,
     maxConcurrent: 8,
     warmAppIds: new Set(),
+    reliability: 1,
     ...extra,
   };
 }
@@ -41,6 +42,12 @@ describe("placeTasks", () => {
     ];
     expect(placeTasks([task("t")], nodes)[0]?.nodeId).toBe("warm");
     expect(placeTasks([task("t", { appId: "other" })], nodes)[0]?.nodeId).toBe("idle");
+  });
+
+  it("gives work to a node that keeps losing it only when nothing else fits", () => {
+    const nodes = [node("flaky", [["A", 24]], { reliability: 0.5, warmAppIds: new Set(["app"]) }), node("steady", [["A", 24]])];
+    expect(placeTasks([task("1")], nodes)[0]?.nodeId).toBe("steady");
+    expect(placeTasks([task("1"), task("2")], nodes).map((p) => p.nodeId)).toEqual(["steady", "flaky"]);
   });
 
   it("spreads a batch over free GPUs and leaves the rest queued, first come first served", () => {

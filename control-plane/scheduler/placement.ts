@@ -19,7 +19,12 @@ export interface NodeCapacity {
   readonly running: number;
   readonly maxConcurrent: number;
   readonly warmAppIds: ReadonlySet<string>;
+  /** Share of its attempts the node did not lose, 0..1 (1 when it never lost one). */
+  readonly reliability: number;
 }
+
+/** Below this, a node gets work only when no more reliable node fits. */
+export const UNRELIABLE_BELOW = 0.8;
 
 export interface TaskDemand {
   readonly id: string;
@@ -46,7 +51,7 @@ interface NodeState {
 /**
  * Places tasks in the order given (highest priority, then oldest first).
  * Each task goes to a node with enough free GPUs that meet its requirements,
- * preferring a node where its app is warm, then the least loaded one. A task
+ * preferring a reliable node, then one where its app is warm, then the least loaded one. A task
  * that fits nowhere stays queued; later tasks with other requirements may
  * still run (backfill), but later tasks with the same requirements wait behind
  * it, which keeps first-come-first-served among tasks competing for the same GPUs.
@@ -63,14 +68,14 @@ export function placeTasks(tasks: readonly TaskDemand[], nodes: readonly NodeCap
   for (const task of tasks) {
     const shape = `${task.gpuCount}|${task.minMemoryBytes}|${task.allowedModels.join(",")}`;
     if (blockedShapes.has(shape)) continue;
-    let best: { state: NodeState; gpus: number[]; score: [number, number, number] } | undefined;
+    let best: { state: NodeState; gpus: number[]; score: number[] } | undefined;
     for (const state of states) {
       if (state.running >= state.node.maxConcurrent) continue;
       const gpus = pickGpus(state, task);
       if (!gpus) continue;
-      // Lower is better: warm first, then by load, then by how much GPU memory we would tie up.
+      // Lower is better: reliable first, then warm, then by load, then by how much GPU memory we would tie up.
       const load = state.running / Math.max(1, state.node.maxConcurrent);
-      const score: [number, number, number] = [state.warm.has(task.appId) ? 0 : 1, load, state.busy.size];
+      const score = [state.node.reliability < UNRELIABLE_BELOW ? 1 : 0, state.warm.has(task.appId) ? 0 : 1, load, state.busy.size];
       if (!best || compare(score, best.score) < 0) best = { state, gpus, score };
     }
     if (!best) {

@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import type { Db } from "../db/database.js";
+import { reliability } from "../db/nodes.js";
 import type { GpuRow, RuntimeRow } from "../db/schema.js";
 import { loadNodeLoad } from "../db/attempts.js";
 import { type AttemptToDispatch, assignmentMessage } from "../dispatch/assignment.js";
@@ -81,6 +82,8 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
           "a.gpu_models",
         ])
         .where("t.state", "=", "QUEUED")
+        // Tasks backing off after a retryable failure wait their turn.
+        .where((eb) => eb.or([eb("t.not_before", "is", null), eb("t.not_before", "<=", sql<Date>`now()`)]))
         .orderBy("t.priority", "desc")
         .orderBy("t.seq")
         .limit(batchSize)
@@ -91,7 +94,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
 
       const nodes = await tx
         .selectFrom("nodes")
-        .select(["id", "gpus", "max_concurrent_tasks", "warm_app_ids"])
+        .select(["id", "gpus", "max_concurrent_tasks", "warm_app_ids", "completed_attempts", "lost_attempts"])
         .where("state", "=", "ONLINE")
         .where("gateway_id", "is not", null)
         .execute();
@@ -109,6 +112,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
           running: l.running,
           maxConcurrent: n.max_concurrent_tasks,
           warmAppIds: new Set(n.warm_app_ids),
+          reliability: reliability(n),
         };
       });
       const demands: TaskDemand[] = queued.map((t) => ({

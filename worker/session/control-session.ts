@@ -51,6 +51,7 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
   const transport = createGrpcTransport({ baseUrl: options.url, sessionManager });
   const client = createClient(WorkerService, transport);
   const stopped = new AbortController();
+  let closing = false;
   let current: Pushable<Outbound> | undefined;
   let streamAbort: AbortController | undefined;
   let resolveReady!: (nodeId: string) => void;
@@ -113,9 +114,9 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
     const initial = options.initialBackoffMs ?? 250;
     const max = options.maxBackoffMs ?? 10_000;
     let backoff = initial;
-    while (!stopped.signal.aborted) {
+    while (!stopped.signal.aborted && !closing) {
       const result = await runOnce();
-      if (stopped.signal.aborted) break;
+      if (stopped.signal.aborted || closing) break;
       backoff = result === "welcomed" ? initial : Math.min(max, backoff * 2);
       // Full jitter: anywhere between half and all of the backoff.
       const delay = backoff / 2 + Math.random() * (backoff / 2);
@@ -138,6 +139,11 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
     },
     ready,
     async close() {
+      // Half-close first: the control plane handles everything already sent, then ends the
+      // stream. Only if that takes too long is the stream cut.
+      closing = true;
+      current?.end();
+      await Promise.race([loop, new Promise((r) => setTimeout(r, 2_000))]);
       stopped.abort();
       await loop;
       sessionManager.abort();

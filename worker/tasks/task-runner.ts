@@ -39,6 +39,8 @@ export interface TaskRunner {
   activeCount(): number;
   /** Resolves when no attempt is running. */
   idle(): Promise<void>;
+  /** Gives every running attempt back unfinished (RELEASED: the control plane runs it elsewhere) and waits. */
+  releaseAll(): Promise<void>;
   /** Cancels everything and waits for it to stop. */
   shutdown(): Promise<void>;
 }
@@ -47,7 +49,11 @@ interface Running {
   readonly assignment: Assignment;
   readonly abort: AbortController;
   cancelReason?: string;
+  released?: boolean;
 }
+
+/** The control plane enforces the execution timeout; the worker's own stop is a safety net behind it. */
+const WORKER_TIMEOUT_MARGIN_MS = 5_000;
 
 /**
  * Runs attempts the control plane assigns: gets a warm app instance (or starts
@@ -76,7 +82,8 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     const gpus = a.gpuIndices;
     const timeoutMs = Number(a.timeoutMs);
     let timedOut = false;
-    const timer = timeoutMs > 0 ? setTimeout(() => ((timedOut = true), entry.abort.abort(new Error("timeout"))), timeoutMs) : undefined;
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => ((timedOut = true), entry.abort.abort(new Error("timeout"))), timeoutMs + WORKER_TIMEOUT_MARGIN_MS) : undefined;
     const onEvent = (event: PredictionEvent) => {
       switch (event.type) {
         case "logs":
@@ -93,6 +100,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       }
     };
 
+    // "error": the worker or the instance failed, not the app's verdict on the input: worth another try.
     let outcome: PredictionOutcome | { status: "error"; error: string };
     let startedAtMs = Date.now();
     options.onGpuBusy?.(gpus, true);
@@ -132,14 +140,17 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       options.onGpuBusy?.(gpus, false);
     }
     const endedAtMs = Math.max(Date.now(), startedAtMs);
-    const result =
-      timedOut
+    const result = entry.released
+      ? { outcome: Outcome.RELEASED, error: "released: the worker is shutting down" }
+      : timedOut
         ? { outcome: Outcome.FAILED, error: `execution timed out after ${timeoutMs} ms` }
         : outcome.status === "succeeded"
           ? { outcome: Outcome.SUCCEEDED, output: fromJson(ValueSchema, (outcome.output ?? null) as JsonValue) }
           : outcome.status === "canceled"
             ? { outcome: Outcome.CANCELLED, error: entry.cancelReason ?? "cancelled" }
-            : { outcome: Outcome.FAILED, error: outcome.error };
+            : outcome.status === "error"
+              ? { outcome: Outcome.FAILED, error: outcome.error, retryable: true }
+              : { outcome: Outcome.FAILED, error: outcome.error };
     log.info({ outcome: Outcome[result.outcome], ms: endedAtMs - startedAtMs }, "attempt finished");
     const message = update(a, {
       case: "finished",
@@ -205,6 +216,13 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     },
     activeCount: () => running.size,
     idle: () => (running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+    async releaseAll() {
+      for (const r of running.values()) {
+        r.released = true;
+        r.abort.abort(new Error("worker shutting down"));
+      }
+      if (running.size > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
     async shutdown() {
       clearInterval(pruneTimer);
       for (const r of running.values()) r.abort.abort(new Error("worker shutting down"));

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/task.proto.
  */
 export const file_ngpu_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChJuZ3B1L3YxL3Rhc2sucHJvdG8SB25ncHUudjEiTwoIUHJvZ3Jlc3MSDwoHcGVyY2VudBgBIAEoARIMCgRzdGVwGAIgASgNEhMKC3RvdGFsX3N0ZXBzGAMgASgNEg8KB21lc3NhZ2UYBCABKAki1gUKBFRhc2sSCgoCaWQYASABKAkSFAoMd29ya3NwYWNlX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIQCghhcHBfbmFtZRgEIAEoCRIhCgVzdGF0ZRgFIAEoDjISLm5ncHUudjEuVGFza1N0YXRlEiYKBWlucHV0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgZvdXRwdXQYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYCCABKAkSIwoIcHJvZ3Jlc3MYCSABKAsyES5uZ3B1LnYxLlByb2dyZXNzEhAKCHByaW9yaXR5GAogASgFEikKBmxhYmVscxgLIAMoCzIZLm5ncHUudjEuVGFzay5MYWJlbHNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYDCABKAkSLwoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Fzc2lnbl90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0ZW1wdF9jb3VudBgRIAEoDRIPCgdub2RlX2lkGBIgASgJEhMKC2dwdV9pbmRpY2VzGBMgAygNEhAKCHF1ZXVlX21zGBQgASgDEhUKDWNvbGRfc3RhcnRfbXMYFSABKAMSFAoMZXhlY3V0aW9uX21zGBYgASgDEg4KBmdwdV9tcxgXIAEoAxISCgp0aW1lb3V0X21zGBggASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi7gEKEVN1Ym1pdFRhc2tSZXF1ZXN0EgsKA2FwcBgBIAEoCRImCgVpbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhAKCHByaW9yaXR5GAQgASgFEjYKBmxhYmVscxgFIAMoCzImLm5ncHUudjEuU3VibWl0VGFza1JlcXVlc3QuTGFiZWxzRW50cnkSEgoKdGltZW91dF9tcxgGIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkIKElN1Ym1pdFRhc2tSZXNwb25zZRIbCgR0YXNrGAEgASgLMg0ubmdwdS52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiSwoOUnVuVGFza1JlcXVlc3QSKAoEdGFzaxgBIAEoCzIaLm5ncHUudjEuU3VibWl0VGFza1JlcXVlc3QSDwoHd2FpdF9tcxgCIAEoDSI/Cg9SdW5UYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLm5ncHUudjEuVGFzaxIPCgdjcmVhdGVkGAIgASgIIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiLgoPR2V0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5uZ3B1LnYxLlRhc2siIwoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIpsBChFXYXRjaFRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg0ubmdwdS52MS5UYXNrSAASJQoIcHJvZ3Jlc3MYAiABKAsyES5uZ3B1LnYxLlByb2dyZXNzSAASKAoGb3V0cHV0GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASDQoDbG9nGAQgASgJSABCBwoFZXZlbnQiJAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIxChJDYW5jZWxUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLm5ncHUudjEuVGFzayLQAQoQTGlzdFRhc2tzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRILCgNhcHAYAyABKAkSIgoGc3RhdGVzGAQgAygOMhIubmdwdS52MS5UYXNrU3RhdGUSNQoGbGFiZWxzGAUgAygLMiUubmdwdS52MS5MaXN0VGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoRTGlzdFRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5uZ3B1LnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKoUCCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAESFwoTVEFTS19TVEFURV9BU1NJR05FRBACEhcKE1RBU0tfU1RBVEVfU1RBUlRJTkcQAxIWChJUQVNLX1NUQVRFX1JVTk5JTkcQBBIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBxIYChRUQVNLX1NUQVRFX1RJTUVEX09VVBAIEhYKElRBU0tfU1RBVEVfRVhQSVJFRBAJMqEDCgtUYXNrU2VydmljZRJFCgpTdWJtaXRUYXNrEhoubmdwdS52MS5TdWJtaXRUYXNrUmVxdWVzdBobLm5ncHUudjEuU3VibWl0VGFza1Jlc3BvbnNlEjwKB1J1blRhc2sSFy5uZ3B1LnYxLlJ1blRhc2tSZXF1ZXN0GhgubmdwdS52MS5SdW5UYXNrUmVzcG9uc2USPAoHR2V0VGFzaxIXLm5ncHUudjEuR2V0VGFza1JlcXVlc3QaGC5uZ3B1LnYxLkdldFRhc2tSZXNwb25zZRJECglXYXRjaFRhc2sSGS5uZ3B1LnYxLldhdGNoVGFza1JlcXVlc3QaGi5uZ3B1LnYxLldhdGNoVGFza1Jlc3BvbnNlMAESRQoKQ2FuY2VsVGFzaxIaLm5ncHUudjEuQ2FuY2VsVGFza1JlcXVlc3QaGy5uZ3B1LnYxLkNhbmNlbFRhc2tSZXNwb25zZRJCCglMaXN0VGFza3MSGS5uZ3B1LnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5uZ3B1LnYxLkxpc3RUYXNrc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChJuZ3B1L3YxL3Rhc2sucHJvdG8SB25ncHUudjEiTwoIUHJvZ3Jlc3MSDwoHcGVyY2VudBgBIAEoARIMCgRzdGVwGAIgASgNEhMKC3RvdGFsX3N0ZXBzGAMgASgNEg8KB21lc3NhZ2UYBCABKAkiwQYKBFRhc2sSCgoCaWQYASABKAkSFAoMd29ya3NwYWNlX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIQCghhcHBfbmFtZRgEIAEoCRIhCgVzdGF0ZRgFIAEoDjISLm5ncHUudjEuVGFza1N0YXRlEiYKBWlucHV0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBImCgZvdXRwdXQYByABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYCCABKAkSIwoIcHJvZ3Jlc3MYCSABKAsyES5uZ3B1LnYxLlByb2dyZXNzEhAKCHByaW9yaXR5GAogASgFEikKBmxhYmVscxgLIAMoCzIZLm5ncHUudjEuVGFzay5MYWJlbHNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYDCABKAkSLwoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2Fzc2lnbl90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYXR0ZW1wdF9jb3VudBgRIAEoDRIPCgdub2RlX2lkGBIgASgJEhMKC2dwdV9pbmRpY2VzGBMgAygNEhAKCHF1ZXVlX21zGBQgASgDEhUKDWNvbGRfc3RhcnRfbXMYFSABKAMSFAoMZXhlY3V0aW9uX21zGBYgASgDEg4KBmdwdV9tcxgXIAEoAxISCgp0aW1lb3V0X21zGBggASgDEhQKDG1heF9hdHRlbXB0cxgZIAEoDRIvCgtleHBpcmVfdGltZRgaIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoIYXR0ZW1wdHMYGyADKAsyEC5uZ3B1LnYxLkF0dGVtcHQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKPAgoHQXR0ZW1wdBIKCgJpZBgBIAEoCRIPCgdub2RlX2lkGAIgASgJEg0KBXN0YXRlGAMgASgJEhMKC2dwdV9pbmRpY2VzGAQgAygNEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY29sZF9zdGFydF9tcxgIIAEoAxIOCgZncHVfbXMYCSABKAMSDQoFZXJyb3IYCiABKAkimgIKEVN1Ym1pdFRhc2tSZXF1ZXN0EgsKA2FwcBgBIAEoCRImCgVpbnB1dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhAKCHByaW9yaXR5GAQgASgFEjYKBmxhYmVscxgFIAMoCzImLm5ncHUudjEuU3VibWl0VGFza1JlcXVlc3QuTGFiZWxzRW50cnkSEgoKdGltZW91dF9tcxgGIAEoAxIUCgxtYXhfYXR0ZW1wdHMYByABKA0SFAoMcXVldWVfdHRsX21zGAggASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQgoSU3VibWl0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5uZ3B1LnYxLlRhc2sSDwoHY3JlYXRlZBgCIAEoCCJLCg5SdW5UYXNrUmVxdWVzdBIoCgR0YXNrGAEgASgLMhoubmdwdS52MS5TdWJtaXRUYXNrUmVxdWVzdBIPCgd3YWl0X21zGAIgASgNIj8KD1J1blRhc2tSZXNwb25zZRIbCgR0YXNrGAEgASgLMg0ubmdwdS52MS5UYXNrEg8KB2NyZWF0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg9HZXRUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLm5ncHUudjEuVGFzayIjChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkimwEKEVdhdGNoVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDS5uZ3B1LnYxLlRhc2tIABIlCghwcm9ncmVzcxgCIAEoCzIRLm5ncHUudjEuUHJvZ3Jlc3NIABIoCgZvdXRwdXQYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNsb2cYBCABKAlIAEIHCgVldmVudCIkChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjEKEkNhbmNlbFRhc2tSZXNwb25zZRIbCgR0YXNrGAEgASgLMg0ubmdwdS52MS5UYXNrItABChBMaXN0VGFza3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEgsKA2FwcBgDIAEoCRIiCgZzdGF0ZXMYBCADKA4yEi5uZ3B1LnYxLlRhc2tTdGF0ZRI1CgZsYWJlbHMYBSADKAsyJS5uZ3B1LnYxLkxpc3RUYXNrc1JlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKChFMaXN0VGFza3NSZXNwb25zZRIcCgV0YXNrcxgBIAMoCzINLm5ncHUudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqhQIKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRVEFTS19TVEFURV9RVUVVRUQQARIXChNUQVNLX1NUQVRFX0FTU0lHTkVEEAISFwoTVEFTS19TVEFURV9TVEFSVElORxADEhYKElRBU0tfU1RBVEVfUlVOTklORxAEEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAUSFQoRVEFTS19TVEFURV9GQUlMRUQQBhIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAHEhgKFFRBU0tfU1RBVEVfVElNRURfT1VUEAgSFgoSVEFTS19TVEFURV9FWFBJUkVEEAkyoQMKC1Rhc2tTZXJ2aWNlEkUKClN1Ym1pdFRhc2sSGi5uZ3B1LnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GhsubmdwdS52MS5TdWJtaXRUYXNrUmVzcG9uc2USPAoHUnVuVGFzaxIXLm5ncHUudjEuUnVuVGFza1JlcXVlc3QaGC5uZ3B1LnYxLlJ1blRhc2tSZXNwb25zZRI8CgdHZXRUYXNrEhcubmdwdS52MS5HZXRUYXNrUmVxdWVzdBoYLm5ncHUudjEuR2V0VGFza1Jlc3BvbnNlEkQKCVdhdGNoVGFzaxIZLm5ncHUudjEuV2F0Y2hUYXNrUmVxdWVzdBoaLm5ncHUudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJFCgpDYW5jZWxUYXNrEhoubmdwdS52MS5DYW5jZWxUYXNrUmVxdWVzdBobLm5ncHUudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLm5ncHUudjEuTGlzdFRhc2tzUmVxdWVzdBoaLm5ncHUudjEuTGlzdFRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Structured progress; percent is derived from step/total when the app gives those.
@@ -183,6 +183,25 @@ export type Task = Message<"ngpu.v1.Task"> & {
    * @generated from field: int64 timeout_ms = 24;
    */
   timeoutMs: bigint;
+
+  /**
+   * @generated from field: uint32 max_attempts = 25;
+   */
+  maxAttempts: number;
+
+  /**
+   * When a task still queued then ends EXPIRED; absent when it never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 26;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Every try, oldest first (GetTask only; empty in lists).
+   *
+   * @generated from field: repeated ngpu.v1.Attempt attempts = 27;
+   */
+  attempts: Attempt[];
 };
 
 /**
@@ -191,6 +210,72 @@ export type Task = Message<"ngpu.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_task, 1);
+
+/**
+ * One try of a task on one node.
+ *
+ * @generated from message ngpu.v1.Attempt
+ */
+export type Attempt = Message<"ngpu.v1.Attempt"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * ASSIGNED, STARTING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, LOST or RELEASED.
+   *
+   * @generated from field: string state = 3;
+   */
+  state: string;
+
+  /**
+   * @generated from field: repeated uint32 gpu_indices = 4;
+   */
+  gpuIndices: number[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 6;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 7;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 cold_start_ms = 8;
+   */
+  coldStartMs: bigint;
+
+  /**
+   * @generated from field: int64 gpu_ms = 9;
+   */
+  gpuMs: bigint;
+
+  /**
+   * @generated from field: string error = 10;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message ngpu.v1.Attempt.
+ * Use `create(AttemptSchema)` to create a new message.
+ */
+export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_task, 2);
 
 /**
  * @generated from message ngpu.v1.SubmitTaskRequest
@@ -235,6 +320,20 @@ export type SubmitTaskRequest = Message<"ngpu.v1.SubmitTaskRequest"> & {
    * @generated from field: int64 timeout_ms = 6;
    */
   timeoutMs: bigint;
+
+  /**
+   * Tries at most (1..10); 0 uses the app's.
+   *
+   * @generated from field: uint32 max_attempts = 7;
+   */
+  maxAttempts: number;
+
+  /**
+   * Queue time-to-live in ms; 0 uses the app's.
+   *
+   * @generated from field: int64 queue_ttl_ms = 8;
+   */
+  queueTtlMs: bigint;
 };
 
 /**
@@ -242,7 +341,7 @@ export type SubmitTaskRequest = Message<"ngpu.v1.SubmitTaskRequest"> & {
  * Use `create(SubmitTaskRequestSchema)` to create a new message.
  */
 export const SubmitTaskRequestSchema: GenMessage<SubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 2);
+  messageDesc(file_ngpu_v1_task, 3);
 
 /**
  * @generated from message ngpu.v1.SubmitTaskResponse
@@ -266,7 +365,7 @@ export type SubmitTaskResponse = Message<"ngpu.v1.SubmitTaskResponse"> & {
  * Use `create(SubmitTaskResponseSchema)` to create a new message.
  */
 export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 3);
+  messageDesc(file_ngpu_v1_task, 4);
 
 /**
  * @generated from message ngpu.v1.RunTaskRequest
@@ -291,7 +390,7 @@ export type RunTaskRequest = Message<"ngpu.v1.RunTaskRequest"> & {
  * Use `create(RunTaskRequestSchema)` to create a new message.
  */
 export const RunTaskRequestSchema: GenMessage<RunTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 4);
+  messageDesc(file_ngpu_v1_task, 5);
 
 /**
  * @generated from message ngpu.v1.RunTaskResponse
@@ -313,7 +412,7 @@ export type RunTaskResponse = Message<"ngpu.v1.RunTaskResponse"> & {
  * Use `create(RunTaskResponseSchema)` to create a new message.
  */
 export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 5);
+  messageDesc(file_ngpu_v1_task, 6);
 
 /**
  * @generated from message ngpu.v1.GetTaskRequest
@@ -330,7 +429,7 @@ export type GetTaskRequest = Message<"ngpu.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 6);
+  messageDesc(file_ngpu_v1_task, 7);
 
 /**
  * @generated from message ngpu.v1.GetTaskResponse
@@ -347,7 +446,7 @@ export type GetTaskResponse = Message<"ngpu.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 7);
+  messageDesc(file_ngpu_v1_task, 8);
 
 /**
  * @generated from message ngpu.v1.WatchTaskRequest
@@ -364,7 +463,7 @@ export type WatchTaskRequest = Message<"ngpu.v1.WatchTaskRequest"> & {
  * Use `create(WatchTaskRequestSchema)` to create a new message.
  */
 export const WatchTaskRequestSchema: GenMessage<WatchTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 8);
+  messageDesc(file_ngpu_v1_task, 9);
 
 /**
  * @generated from message ngpu.v1.WatchTaskResponse
@@ -411,7 +510,7 @@ export type WatchTaskResponse = Message<"ngpu.v1.WatchTaskResponse"> & {
  * Use `create(WatchTaskResponseSchema)` to create a new message.
  */
 export const WatchTaskResponseSchema: GenMessage<WatchTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 9);
+  messageDesc(file_ngpu_v1_task, 10);
 
 /**
  * @generated from message ngpu.v1.CancelTaskRequest
@@ -428,7 +527,7 @@ export type CancelTaskRequest = Message<"ngpu.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 10);
+  messageDesc(file_ngpu_v1_task, 11);
 
 /**
  * @generated from message ngpu.v1.CancelTaskResponse
@@ -445,7 +544,7 @@ export type CancelTaskResponse = Message<"ngpu.v1.CancelTaskResponse"> & {
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 11);
+  messageDesc(file_ngpu_v1_task, 12);
 
 /**
  * @generated from message ngpu.v1.ListTasksRequest
@@ -490,7 +589,7 @@ export type ListTasksRequest = Message<"ngpu.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 12);
+  messageDesc(file_ngpu_v1_task, 13);
 
 /**
  * @generated from message ngpu.v1.ListTasksResponse
@@ -512,7 +611,7 @@ export type ListTasksResponse = Message<"ngpu.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_task, 13);
+  messageDesc(file_ngpu_v1_task, 14);
 
 /**
  * @generated from enum ngpu.v1.TaskState

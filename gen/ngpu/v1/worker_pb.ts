@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/worker.proto.
  */
 export const file_ngpu_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSLoAQoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAQgkKB21lc3NhZ2UidQoIQXBwUmVhZHkSDgoGYXBwX2lkGAEgASgJEhMKC2FwcF92ZXJzaW9uGAIgASgNEhUKDWNvbGRfc3RhcnRfbXMYAyABKAMSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCK/AQoPQ29ubmVjdFJlc3BvbnNlEiMKB3dlbGNvbWUYASABKAsyEC5uZ3B1LnYxLldlbGNvbWVIABIpCgphc3NpZ25tZW50GAIgASgLMhMubmdwdS52MS5Bc3NpZ25tZW50SAASKAoGY2FuY2VsGAMgASgLMhYubmdwdS52MS5DYW5jZWxBdHRlbXB0SAASJwoJcmVqZWN0aW9uGAQgASgLMhIubmdwdS52MS5SZWplY3Rpb25IAEIJCgdtZXNzYWdlIvABCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJIkwKDlJ1bm5pbmdBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIlgKCUhlYXJ0YmVhdBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2FybV9hcHBfaWRzGAMgAygJIkUKD1RlbGVtZXRyeVJlcG9ydBIjCgRncHVzGAEgAygLMhUubmdwdS52MS5HcHVUZWxlbWV0cnkSDQoFZXJyb3IYAiABKAki0gIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoKY29sZF9zdGFydBgFIAEoCzISLm5ncHUudjEuQ29sZFN0YXJ0SAASIwoHc3RhcnRlZBgGIAEoCzIQLm5ncHUudjEuU3RhcnRlZEgAEiUKCHByb2dyZXNzGAcgASgLMhEubmdwdS52MS5Qcm9ncmVzc0gAEigKBm91dHB1dBgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA2xvZxgJIAEoCUgAEiUKCGZpbmlzaGVkGAogASgLMhEubmdwdS52MS5GaW5pc2hlZEgAQggKBnVwZGF0ZSILCglDb2xkU3RhcnQiIAoHU3RhcnRlZBIVCg1jb2xkX3N0YXJ0X21zGAEgASgDIrMBCghGaW5pc2hlZBIhCgdvdXRjb21lGAEgASgOMhAubmdwdS52MS5PdXRjb21lEiYKBm91dHB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSFQoNc3RhcnRlZF9hdF9tcxgFIAEoAxITCgtlbmRlZF9hdF9tcxgGIAEoAxIOCgZncHVfbXMYByABKAMiWAoHV2VsY29tZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIdChV0ZWxlbWV0cnlfaW50ZXJ2YWxfbXMYAyABKA0iqwEKB0FwcFNwZWMSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgNEiEKB3J1bnRpbWUYBCABKAsyEC5uZ3B1LnYxLlJ1bnRpbWUSJgoDZW52GAUgAygLMhkubmdwdS52MS5BcHBTcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKCkFzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSHQoDYXBwGAQgASgLMhAubmdwdS52MS5BcHBTcGVjEiYKBWlucHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtncHVfaW5kaWNlcxgGIAMoDRISCgp0aW1lb3V0X21zGAcgASgDIkQKDUNhbmNlbEF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJACglSZWplY3Rpb24SDgoGcmVhc29uGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoCSpkCgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIVChFPVVRDT01FX1NVQ0NFRURFRBABEhIKDk9VVENPTUVfRkFJTEVEEAISFQoRT1VUQ09NRV9DQU5DRUxMRUQQAzJRCg1Xb3JrZXJTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5uZ3B1LnYxLkNvbm5lY3RSZXF1ZXN0GhgubmdwdS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
+  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSKPAgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAQgkKB21lc3NhZ2UiHAoIRHJhaW5pbmcSEAoIZ3JhY2VfbXMYASABKA0idQoIQXBwUmVhZHkSDgoGYXBwX2lkGAEgASgJEhMKC2FwcF92ZXJzaW9uGAIgASgNEhUKDWNvbGRfc3RhcnRfbXMYAyABKAMSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCK/AQoPQ29ubmVjdFJlc3BvbnNlEiMKB3dlbGNvbWUYASABKAsyEC5uZ3B1LnYxLldlbGNvbWVIABIpCgphc3NpZ25tZW50GAIgASgLMhMubmdwdS52MS5Bc3NpZ25tZW50SAASKAoGY2FuY2VsGAMgASgLMhYubmdwdS52MS5DYW5jZWxBdHRlbXB0SAASJwoJcmVqZWN0aW9uGAQgASgLMhIubmdwdS52MS5SZWplY3Rpb25IAEIJCgdtZXNzYWdlIvABCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJIkwKDlJ1bm5pbmdBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIlgKCUhlYXJ0YmVhdBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2FybV9hcHBfaWRzGAMgAygJIkUKD1RlbGVtZXRyeVJlcG9ydBIjCgRncHVzGAEgAygLMhUubmdwdS52MS5HcHVUZWxlbWV0cnkSDQoFZXJyb3IYAiABKAki0gIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoKY29sZF9zdGFydBgFIAEoCzISLm5ncHUudjEuQ29sZFN0YXJ0SAASIwoHc3RhcnRlZBgGIAEoCzIQLm5ncHUudjEuU3RhcnRlZEgAEiUKCHByb2dyZXNzGAcgASgLMhEubmdwdS52MS5Qcm9ncmVzc0gAEigKBm91dHB1dBgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA2xvZxgJIAEoCUgAEiUKCGZpbmlzaGVkGAogASgLMhEubmdwdS52MS5GaW5pc2hlZEgAQggKBnVwZGF0ZSILCglDb2xkU3RhcnQiIAoHU3RhcnRlZBIVCg1jb2xkX3N0YXJ0X21zGAEgASgDIrMBCghGaW5pc2hlZBIhCgdvdXRjb21lGAEgASgOMhAubmdwdS52MS5PdXRjb21lEiYKBm91dHB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSFQoNc3RhcnRlZF9hdF9tcxgFIAEoAxITCgtlbmRlZF9hdF9tcxgGIAEoAxIOCgZncHVfbXMYByABKAMiWAoHV2VsY29tZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIdChV0ZWxlbWV0cnlfaW50ZXJ2YWxfbXMYAyABKA0iqwEKB0FwcFNwZWMSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgNEiEKB3J1bnRpbWUYBCABKAsyEC5uZ3B1LnYxLlJ1bnRpbWUSJgoDZW52GAUgAygLMhkubmdwdS52MS5BcHBTcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKCkFzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSHQoDYXBwGAQgASgLMhAubmdwdS52MS5BcHBTcGVjEiYKBWlucHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtncHVfaW5kaWNlcxgGIAMoDRISCgp0aW1lb3V0X21zGAcgASgDIkQKDUNhbmNlbEF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJACglSZWplY3Rpb24SDgoGcmVhc29uGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoCSp6CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIVChFPVVRDT01FX1NVQ0NFRURFRBABEhIKDk9VVENPTUVfRkFJTEVEEAISFQoRT1VUQ09NRV9DQU5DRUxMRUQQAxIUChBPVVRDT01FX1JFTEVBU0VEEAQyUQoNV29ya2VyU2VydmljZRJACgdDb25uZWN0EhcubmdwdS52MS5Db25uZWN0UmVxdWVzdBoYLm5ncHUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
 
 /**
  * Worker → control plane.
@@ -59,6 +59,12 @@ export type ConnectRequest = Message<"ngpu.v1.ConnectRequest"> & {
      */
     value: AppReady;
     case: "appReady";
+  } | {
+    /**
+     * @generated from field: ngpu.v1.Draining draining = 6;
+     */
+    value: Draining;
+    case: "draining";
   } | { case: undefined; value?: undefined };
 };
 
@@ -68,6 +74,26 @@ export type ConnectRequest = Message<"ngpu.v1.ConnectRequest"> & {
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_worker, 0);
+
+/**
+ * The worker is shutting down: give it no new work. Running attempts may finish
+ * within grace_ms; the rest come back as RELEASED.
+ *
+ * @generated from message ngpu.v1.Draining
+ */
+export type Draining = Message<"ngpu.v1.Draining"> & {
+  /**
+   * @generated from field: uint32 grace_ms = 1;
+   */
+  graceMs: number;
+};
+
+/**
+ * Describes the message ngpu.v1.Draining.
+ * Use `create(DrainingSchema)` to create a new message.
+ */
+export const DrainingSchema: GenMessage<Draining> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 1);
 
 /**
  * An app instance became ready on this worker.
@@ -104,7 +130,7 @@ export type AppReady = Message<"ngpu.v1.AppReady"> & {
  * Use `create(AppReadySchema)` to create a new message.
  */
 export const AppReadySchema: GenMessage<AppReady> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 1);
+  messageDesc(file_ngpu_v1_worker, 2);
 
 /**
  * Control plane → worker.
@@ -149,7 +175,7 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 2);
+  messageDesc(file_ngpu_v1_worker, 3);
 
 /**
  * @generated from message ngpu.v1.Hello
@@ -225,7 +251,7 @@ export type Hello = Message<"ngpu.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 3);
+  messageDesc(file_ngpu_v1_worker, 4);
 
 /**
  * @generated from message ngpu.v1.RunningAttempt
@@ -252,7 +278,7 @@ export type RunningAttempt = Message<"ngpu.v1.RunningAttempt"> & {
  * Use `create(RunningAttemptSchema)` to create a new message.
  */
 export const RunningAttemptSchema: GenMessage<RunningAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 4);
+  messageDesc(file_ngpu_v1_worker, 5);
 
 /**
  * @generated from message ngpu.v1.Heartbeat
@@ -279,7 +305,7 @@ export type Heartbeat = Message<"ngpu.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 5);
+  messageDesc(file_ngpu_v1_worker, 6);
 
 /**
  * @generated from message ngpu.v1.TelemetryReport
@@ -303,7 +329,7 @@ export type TelemetryReport = Message<"ngpu.v1.TelemetryReport"> & {
  * Use `create(TelemetryReportSchema)` to create a new message.
  */
 export const TelemetryReportSchema: GenMessage<TelemetryReport> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 6);
+  messageDesc(file_ngpu_v1_worker, 7);
 
 /**
  * Something happened to one attempt. Carries its fencing token: the control
@@ -381,7 +407,7 @@ export type TaskUpdate = Message<"ngpu.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 7);
+  messageDesc(file_ngpu_v1_worker, 8);
 
 /**
  * @generated from message ngpu.v1.ColdStart
@@ -394,7 +420,7 @@ export type ColdStart = Message<"ngpu.v1.ColdStart"> & {
  * Use `create(ColdStartSchema)` to create a new message.
  */
 export const ColdStartSchema: GenMessage<ColdStart> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 8);
+  messageDesc(file_ngpu_v1_worker, 9);
 
 /**
  * @generated from message ngpu.v1.Started
@@ -413,7 +439,7 @@ export type Started = Message<"ngpu.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 9);
+  messageDesc(file_ngpu_v1_worker, 10);
 
 /**
  * @generated from message ngpu.v1.Finished
@@ -466,7 +492,7 @@ export type Finished = Message<"ngpu.v1.Finished"> & {
  * Use `create(FinishedSchema)` to create a new message.
  */
 export const FinishedSchema: GenMessage<Finished> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 10);
+  messageDesc(file_ngpu_v1_worker, 11);
 
 /**
  * @generated from message ngpu.v1.Welcome
@@ -493,7 +519,7 @@ export type Welcome = Message<"ngpu.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 11);
+  messageDesc(file_ngpu_v1_worker, 12);
 
 /**
  * @generated from message ngpu.v1.AppSpec
@@ -530,7 +556,7 @@ export type AppSpec = Message<"ngpu.v1.AppSpec"> & {
  * Use `create(AppSpecSchema)` to create a new message.
  */
 export const AppSpecSchema: GenMessage<AppSpec> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 12);
+  messageDesc(file_ngpu_v1_worker, 13);
 
 /**
  * @generated from message ngpu.v1.Assignment
@@ -579,7 +605,7 @@ export type Assignment = Message<"ngpu.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 13);
+  messageDesc(file_ngpu_v1_worker, 14);
 
 /**
  * @generated from message ngpu.v1.CancelAttempt
@@ -606,7 +632,7 @@ export type CancelAttempt = Message<"ngpu.v1.CancelAttempt"> & {
  * Use `create(CancelAttemptSchema)` to create a new message.
  */
 export const CancelAttemptSchema: GenMessage<CancelAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 14);
+  messageDesc(file_ngpu_v1_worker, 15);
 
 /**
  * @generated from message ngpu.v1.Rejection
@@ -633,7 +659,7 @@ export type Rejection = Message<"ngpu.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 15);
+  messageDesc(file_ngpu_v1_worker, 16);
 
 /**
  * @generated from enum ngpu.v1.Outcome
@@ -658,6 +684,13 @@ export enum Outcome {
    * @generated from enum value: OUTCOME_CANCELLED = 3;
    */
   CANCELLED = 3,
+
+  /**
+   * The worker gave the attempt back unfinished (it is draining): run it elsewhere.
+   *
+   * @generated from enum value: OUTCOME_RELEASED = 4;
+   */
+  RELEASED = 4,
 }
 
 /**
