@@ -14,6 +14,8 @@ export interface ControlPlaneConfig {
   readonly heartbeatIntervalMs: number;
   /** Silence after which a node is declared lost. */
   readonly lostAfterMs: number;
+  /** How long a node whose stream closed may take to reconnect before its tasks move. */
+  readonly reconnectGraceMs: number;
   readonly logLevel: string;
 }
 
@@ -68,6 +70,7 @@ export function loadControlPlaneConfig(env: Env, defaults: { database?: Database
     replicaId: env.NGPU_REPLICA_ID || "",
     heartbeatIntervalMs: integer(env, "NGPU_HEARTBEAT_INTERVAL_MS", 1_000, 100, 60_000),
     lostAfterMs: integer(env, "NGPU_LOST_AFTER_MS", 3_000, 300, 600_000),
+    reconnectGraceMs: integer(env, "NGPU_RECONNECT_GRACE_MS", 1_000, 0, 600_000),
     logLevel: env.NGPU_LOG_LEVEL || "info",
   };
 }

@@ -103,7 +103,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   }
 
   const scheduler = startScheduler({ db, bus, logger });
-  const monitor = startNodeMonitor({ db, bus, logger, lostAfterMs: config.lostAfterMs });
+  const monitor = startNodeMonitor({ db, bus, logger, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
   logger.info({ url: server.url }, "control plane listening");
 
   let stopping: Promise<void> | undefined;

@@ -61,6 +61,10 @@ export interface DeployAppInit {
   /** Default execution timeout per task, in ms; 0 (default) means the platform default. */
   readonly timeoutMs?: Int64Like | undefined;
   readonly description?: string | undefined;
+  /** Tries per task at most (1..10), lost attempts included; 0 (default) means 3. */
+  readonly maxAttempts?: number | undefined;
+  /** A task queued longer than this (ms) ends EXPIRED; 0 (default) means never. */
+  readonly queueTtlMs?: Int64Like | undefined;
 }
 
 /** Change some fields of an app; fields left undefined keep their value. */
@@ -75,6 +79,8 @@ export interface UpdateAppInit {
   /** Default execution timeout per task, in ms. */
   readonly timeoutMs?: Int64Like | undefined;
   readonly description?: string | undefined;
+  readonly maxAttempts?: number | undefined;
+  readonly queueTtlMs?: Int64Like | undefined;
 }
 
 /** A task to queue. */
@@ -90,6 +96,10 @@ export interface SubmitTaskInit {
   readonly labels?: Readonly<Record<string, string>> | undefined;
   /** Execution timeout for this task, in ms; 0 (default) uses the app's. */
   readonly timeoutMs?: Int64Like | undefined;
+  /** Tries at most (1..10); 0 (default) uses the app's. */
+  readonly maxAttempts?: number | undefined;
+  /** Queue time-to-live in ms; 0 (default) uses the app's. */
+  readonly queueTtlMs?: Int64Like | undefined;
 }
 
 /** Paging of a list call. */
@@ -160,6 +170,8 @@ export function deployAppRequest(init: DeployAppInit): MessageInitShape<typeof D
     env: { ...init.env },
     timeoutMs: toInt64(init.timeoutMs ?? 0, "timeoutMs"),
     description: init.description ?? "",
+    maxAttempts: init.maxAttempts ?? 0,
+    queueTtlMs: toInt64(init.queueTtlMs ?? 0, "queueTtlMs"),
   };
   if (init.gpu !== undefined) request.gpu = gpuInit(init.gpu);
   if (init.inputSchema !== undefined) request.inputSchema = init.inputSchema;
@@ -176,6 +188,8 @@ export function updateAppRequest(init: UpdateAppInit): MessageInitShape<typeof U
   if (init.gpu !== undefined) request.gpu = gpuInit(init.gpu);
   if (init.timeoutMs !== undefined) request.timeoutMs = toInt64(init.timeoutMs, "timeoutMs");
   if (init.description !== undefined) request.description = init.description;
+  if (init.maxAttempts !== undefined) request.maxAttempts = init.maxAttempts;
+  if (init.queueTtlMs !== undefined) request.queueTtlMs = toInt64(init.queueTtlMs, "queueTtlMs");
   return request;
 }
 
@@ -186,6 +200,8 @@ export function submitTaskRequest(init: SubmitTaskInit): MessageInitShape<typeof
     priority: init.priority ?? 0,
     labels: { ...init.labels },
     timeoutMs: toInt64(init.timeoutMs ?? 0, "timeoutMs"),
+    maxAttempts: init.maxAttempts ?? 0,
+    queueTtlMs: toInt64(init.queueTtlMs ?? 0, "queueTtlMs"),
   };
   if (init.input !== undefined) request.input = init.input;
   return request;

@@ -52,15 +52,21 @@ export async function disconnectNode(db: Db, nodeId: string, gatewayId: string):
     .execute();
 }
 
-/** Marks the given nodes as heard from now (batched: one statement for many nodes). */
-export async function touchNodes(db: Db, nodeIds: readonly string[], gatewayId: string): Promise<void> {
-  if (nodeIds.length === 0) return;
-  await db
+/**
+ * Marks the given nodes as heard from now (batched: one statement for many
+ * nodes). Returns the ids it touched: a node missing from the answer is no
+ * longer held by this gateway (it was declared lost meanwhile).
+ */
+export async function touchNodes(db: Db, nodeIds: readonly string[], gatewayId: string): Promise<Set<string>> {
+  if (nodeIds.length === 0) return new Set();
+  const rows = await db
     .updateTable("nodes")
     .set({ last_heartbeat_at: sql`now()` as never })
     .where("id", "in", [...nodeIds])
     .where("gateway_id", "=", gatewayId)
+    .returning("id")
     .execute();
+  return new Set(rows.map((r) => r.id));
 }
 
 export async function setNodeFields(db: Db, nodeId: string, fields: { warmAppIds?: readonly string[]; gpuError?: string; state?: "DRAINING" }): Promise<void> {

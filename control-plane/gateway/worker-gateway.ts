@@ -70,6 +70,8 @@ interface Session {
   warmAppIds: string;
   gpuError: string;
   push(message: ConnectResponse): void;
+  /** Ends the stream with an error telling the worker why. */
+  end(reason: string): void;
 }
 
 /**
@@ -90,7 +92,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (seen.size === 0) return;
     const ids = [...seen];
     seen.clear();
-    touchNodes(db, ids, gatewayId).catch((err) => log.warn({ err }, "heartbeat write failed"));
+    touchNodes(db, ids, gatewayId)
+      .then((held) => {
+        // Declared lost while its stream stayed open (it went silent, then spoke again): it must
+        // reconnect, so that its hello reconciles what it still runs with what the database says.
+        for (const id of ids) if (!held.has(id)) sessions.get(id)?.end("the node was declared lost; reconnect");
+      })
+      .catch((err) => log.warn({ err }, "heartbeat write failed"));
   }, 500);
   const progressTimer = setInterval(() => {
     if (pendingProgress.size === 0) return;
@@ -346,6 +354,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         warmAppIds: JSON.stringify([...hello.warmAppIds].sort()),
         gpuError: hello.gpuError,
         push: (m) => out.push(m),
+        end: (reason) => out.end(new ConnectError(reason, Code.Aborted)),
       };
       // A node reconnecting here while an older stream of it is still open: the newest stream wins.
       sessions.get(nodeId)?.push(create(ConnectResponseSchema, { message: { case: "rejection", value: { reason: "superseded by a newer connection of this node" } } }));

@@ -30,6 +30,7 @@ export interface TestNetwork {
 export interface TestNetworkOptions {
   readonly lostAfterMs?: number;
   readonly heartbeatIntervalMs?: number;
+  readonly reconnectGraceMs?: number;
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -46,6 +47,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     replicaId: "",
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000,
     lostAfterMs: options.lostAfterMs ?? 3000,
+    reconnectGraceMs: options.reconnectGraceMs ?? 1000,
     logLevel: "silent",
   };
   const replicas: ControlPlane[] = [];
