@@ -35,12 +35,12 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /**
- * Starts a private nats-server with JetStream on a free loopback port, its
- * store under dataDir, and stops it with the dev network.
+ * Starts a private nats-server with JetStream on a loopback port (a free one
+ * unless given), its store under dataDir; stop() ends it.
  */
-export async function startLocalNatsServer(binary: string, dataDir: string): Promise<LocalNatsServer> {
+export async function startLocalNatsServer(binary: string, dataDir: string, fixedPort?: number): Promise<LocalNatsServer> {
   mkdirSync(dataDir, { recursive: true });
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const child: ChildProcess = spawn(binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dataDir], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
