@@ -32,8 +32,11 @@ export async function openDatabase(target: DatabaseTarget): Promise<Db> {
           oid === INT8_OID || oid === NUMERIC_OID ? Number : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
       },
     });
-    // An idle client losing its server (a Postgres restart) must not crash the process.
+    // A client losing its server (a Postgres restart) must not crash the process: idle clients
+    // report through the pool, and a checked-out client between queries reports on itself.
+    // The query in flight, if any, fails and the API answers UNAVAILABLE.
     pool.on("error", () => {});
+    pool.on("connect", (client) => client.on("error", () => {}));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     try {
       await pool.query("SELECT 1");
