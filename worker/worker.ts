@@ -155,7 +155,11 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     onMessage: (message) => {
       const m = message.message;
       if (m.case === "assignment") {
-        if (state !== "RUNNING") return;
+        if (state !== "RUNNING") {
+          // Assigned while draining (the control plane had not heard yet): hand it straight back.
+          runner.release(m.value);
+          return;
+        }
         runner.assign(m.value);
       } else if (m.case === "cancel") {
         runner.cancel(m.value.attemptId, m.value.reason || "cancelled");

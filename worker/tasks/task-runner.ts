@@ -39,6 +39,8 @@ export interface TaskRunner {
   activeCount(): number;
   /** Resolves when no attempt is running. */
   idle(): Promise<void>;
+  /** Gives an assignment back without running it (RELEASED: the control plane runs it elsewhere). */
+  release(assignment: Assignment): void;
   /** Gives every running attempt back unfinished (RELEASED: the control plane runs it elsewhere) and waits. */
   releaseAll(): Promise<void>;
   /** Cancels everything and waits for it to stop. */
@@ -216,6 +218,10 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     },
     activeCount: () => running.size,
     idle: () => (running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+    release(a) {
+      const now = BigInt(Date.now());
+      send(update(a, { case: "finished", value: { outcome: Outcome.RELEASED, error: "released: the worker is shutting down", startedAtMs: now, endedAtMs: now } }));
+    },
     async releaseAll() {
       for (const r of running.values()) {
         r.released = true;
