@@ -60,7 +60,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const queueTtlMs = checkQueueTtlMs(`${field}queue_ttl_ms`, req.queueTtlMs);
     const app = await findApp(db, principal.workspaceId, appRef);
     inputSchemas.check(app.id, app.version, app.input_schema, input);
-    const { id, created } = await insertTask(db, {
+    const { id, created, row } = await insertTask(db, {
       workspaceId: principal.workspaceId,
       appId: app.id,
       appVersion: app.version,
@@ -73,7 +73,8 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       queueTtlMs: queueTtlMs || app.queue_ttl_ms,
     });
     if (created) bus.wakeScheduler();
-    return { task: taskToProto(await getTask(db, principal.workspaceId, id)), created };
+    // A new row came back from the insert; a replayed key needs a read.
+    return { task: taskToProto(row ? { ...row, app_name: app.name } : await getTask(db, principal.workspaceId, id)), created };
   }
 
   /**

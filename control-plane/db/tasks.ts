@@ -32,7 +32,7 @@ export interface NewTaskInput {
  * Inserts a queued task. With an idempotency key already used in the workspace,
  * returns that task instead (created false) and inserts nothing.
  */
-export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: string; created: boolean }> {
+export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: string; created: boolean; row?: TaskRow }> {
   const id = newId("tsk");
   const inserted = await db
     .insertInto("tasks")
@@ -61,9 +61,9 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
       gpu_indices: "[]",
     })
     .onConflict((oc) => oc.columns(["workspace_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
-    .returning("id")
+    .returningAll()
     .executeTakeFirst();
-  if (inserted) return { id, created: true };
+  if (inserted) return { id, created: true, row: inserted };
   const existing = await db
     .selectFrom("tasks")
     .select("id")
