@@ -88,7 +88,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       routes: (router) => {
         router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas }), logger));
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
-        router.service(NodeService, guarded(NodeService, createNodeService({ db, authenticate, telemetry }), logger));
+        router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         health.register(router);
         registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker] });

@@ -132,6 +132,8 @@ export interface NodesApi {
   /** Every node, fetching pages lazily as you iterate. */
   listAll(init?: Omit<ListNodesInit, "pageToken">, options?: CallOptions): AsyncIterable<Node>;
   get(nodeId: string, options?: CallOptions): Promise<Node>;
+  /** Stops giving the node work; running tasks may finish within graceMs (default 30000). Operators only. */
+  drain(nodeId: string, graceMs?: number, options?: CallOptions): Promise<Node>;
 }
 
 /**
@@ -313,6 +315,9 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     },
     async get(nodeId, opts) {
       return required((await nodeClient.getNode({ nodeId }, unary(opts))).node, "node");
+    },
+    async drain(nodeId, graceMs, opts) {
+      return required((await nodeClient.drainNode({ nodeId, graceMs: graceMs ?? 0 }, unary(opts))).node, "node");
     },
   };
 

@@ -151,7 +151,11 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
       telemetry.setIntervalMs(telemetryIntervalMs);
       if (state === "STARTING") state = "RUNNING";
     },
-    onConnected: () => runner.resendResults(),
+    onConnected: () => {
+      // Reconnected while draining: say so again before anything is assigned here.
+      if (state === "DRAINING") session?.send({ message: { case: "draining", value: { graceMs: 0 } } });
+      runner.resendResults();
+    },
     onMessage: (message) => {
       const m = message.message;
       if (m.case === "assignment") {
@@ -163,6 +167,8 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
         runner.assign(m.value);
       } else if (m.case === "cancel") {
         runner.cancel(m.value.attemptId, m.value.reason || "cancelled");
+      } else if (m.case === "drain") {
+        void drain(m.value.graceMs || 30_000);
       }
     },
     warmAppIds: () => pool.warmAppIds(),
@@ -183,6 +189,21 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     { gpus, error: gpuError },
   );
 
+  /** No new work; running attempts may finish within graceMs, then the rest are handed back. */
+  let draining: Promise<void> | undefined;
+  const drain = (graceMs: number) => {
+    draining ??= (async () => {
+      state = "DRAINING";
+      logger.info({ graceMs }, "draining: no new tasks; running ones may finish");
+      session.send({ message: { case: "draining", value: { graceMs } } });
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([runner.idle(), grace]);
+      // What is still running goes back to the queue, to run elsewhere.
+      await runner.releaseAll();
+    })();
+    return draining;
+  };
+
   let stopping: Promise<void> | undefined;
   return {
     get state() {
@@ -192,12 +213,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     nodeId: () => identity.nodeId(),
     shutdown(graceMs = 30_000) {
       stopping ??= (async () => {
-        state = "DRAINING";
-        session.send({ message: { case: "draining", value: { graceMs } } });
-        const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-        await Promise.race([runner.idle(), grace]);
-        // What is still running goes back to the queue, to run elsewhere.
-        await runner.releaseAll();
+        await drain(graceMs);
         await runner.shutdown();
         await telemetry.stop();
         await session.close();

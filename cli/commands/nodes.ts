@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 import { NodeSchema, type Node } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
+import { parseDuration } from "../parse.js";
 import { renderNode, renderNodeTable } from "../render.js";
 
 /** Refresh period of `nodes list --watch`, in ms. */
@@ -47,6 +48,18 @@ export function registerNodeCommands(program: Command, ctx: CliContext): void {
           return; // Ctrl-C: the way to stop watching, so not an error
         }
       }
+    });
+
+  nodes
+    .command("drain")
+    .description("stop giving a node work: running tasks may finish within the grace period, the rest run elsewhere (operators only)")
+    .argument("<id>", "node id")
+    .option("--grace <duration>", "how long running tasks may take to finish", "30s")
+    .action(async (id: string, flags: { grace: string }, command: Command) => {
+      const graceMs = parseDuration("--grace", flags.grace);
+      const node = await ctx.client(command).nodes.drain(id, graceMs, { signal: ctx.signal });
+      if (wantsJson(command)) printJson(ctx, messageJson(NodeSchema, node));
+      else println(ctx.stdout, `node ${node.id} is draining (grace ${flags.grace})`);
     });
 
   nodes

@@ -105,12 +105,13 @@ export function registerServerCommands(program: Command): void {
     .command("bootstrap")
     .description("create a workspace with an API key, and an enrollment token for workers; prints them once")
     .option("--workspace <name>", "workspace name", "default")
-    .action(async (opts: { workspace: string }) => {
+    .option("--operator", "make it an operator workspace (its keys may drain nodes)")
+    .action(async (opts: { workspace: string; operator?: boolean }) => {
       const url = process.env.DATABASE_URL;
       if (!url) throw new CliError("DATABASE_URL is not set", ExitCode.USAGE);
       const db = await openDatabase({ kind: "postgres", url, poolSize: 1 });
       try {
-        const ws = await createWorkspace(db, opts.workspace);
+        const ws = await createWorkspace(db, opts.workspace, { operator: opts.operator === true });
         const key = await createApiKey(db, ws.id, "bootstrap");
         const token = await createEnrollmentToken(db, "bootstrap");
         process.stdout.write(JSON.stringify({ workspaceId: ws.id, apiKey: key.key, enrollmentToken: token.token }, null, 2) + "\n");

@@ -62,7 +62,8 @@ async function ensureCredentials(db: Db, file: string, url: string): Promise<Dev
       // Unreadable or from another database: make new ones below.
     }
   }
-  const ws = await createWorkspace(db, "dev");
+  // You run this network, so your workspace is its operator's.
+  const ws = await createWorkspace(db, "dev", { operator: true });
   const key = await createApiKey(db, ws.id, "dev");
   const token = await createEnrollmentToken(db, "dev workers");
   const creds: DevCredentials = { url, apiKey: key.key, enrollmentToken: token.token, workspaceId: ws.id };

@@ -2,8 +2,10 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { NodeService } from "../../gen/ngpu/v1/node_pb.js";
 import { loadNodeLoad } from "../db/attempts.js";
 import type { Db } from "../db/database.js";
+import type { Bus } from "../bus/bus.js";
+import { drainMessage } from "../dispatch/assignment.js";
 import type { NodeRow } from "../db/schema.js";
-import { notFound } from "../errors.js";
+import { invalidArgument, NgpuError, notFound } from "../errors.js";
 import type { TelemetryStore } from "../monitor/telemetry-store.js";
 import type { Authenticate } from "./auth.js";
 import { nodeToProto } from "./convert.js";
@@ -11,6 +13,7 @@ import { checkPageSize, decodePageToken, encodePageToken, requireString } from "
 
 export interface NodeServiceDeps {
   readonly db: Db;
+  readonly bus: Bus;
   readonly authenticate: Authenticate;
   readonly telemetry: TelemetryStore;
 }
@@ -20,7 +23,7 @@ export interface NodeServiceDeps {
  * listing); which tasks run on them is not: only counts are shown.
  */
 export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof NodeService> {
-  const { db, authenticate, telemetry } = deps;
+  const { db, bus, authenticate, telemetry } = deps;
 
   async function withLiveState(rows: NodeRow[]) {
     if (rows.length === 0) return [];
@@ -57,6 +60,28 @@ export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof Nod
       const id = requireString("node_id", req.nodeId, 64);
       const row = await db.selectFrom("nodes").selectAll().where("id", "=", id).executeTakeFirst();
       if (!row) throw notFound("node", id);
+      const [node] = await withLiveState([row]);
+      return { node: node! };
+    },
+
+    async drainNode(req, ctx) {
+      const principal = await authenticate(ctx);
+      if (!principal.operator) throw new NgpuError("PERMISSION_DENIED", "draining a node needs an API key of the network's operator workspace");
+      const id = requireString("node_id", req.nodeId, 64);
+      if (req.graceMs > 3_600_000) throw invalidArgument("grace_ms", "must be at most 3600000");
+      const row = await db
+        .updateTable("nodes")
+        .set({ state: "DRAINING" })
+        .where("id", "=", id)
+        .where("state", "in", ["ONLINE", "DRAINING"])
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) {
+        const exists = await db.selectFrom("nodes").select("state").where("id", "=", id).executeTakeFirst();
+        if (!exists) throw notFound("node", id);
+        throw new NgpuError("FAILED_PRECONDITION", `node ${JSON.stringify(id)} is ${exists.state.toLowerCase()}: only a connected node can be drained`);
+      }
+      bus.sendToNode(id, drainMessage(req.graceMs || 30_000));
       const [node] = await withLiveState([row]);
       return { node: node! };
     },

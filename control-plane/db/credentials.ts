@@ -23,9 +23,9 @@ function matches(secret: string, storedHash: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export async function createWorkspace(db: Db, name: string): Promise<{ id: string }> {
+export async function createWorkspace(db: Db, name: string, options: { operator?: boolean } = {}): Promise<{ id: string }> {
   const id = newId("ws");
-  await db.insertInto("workspaces").values({ id, name }).execute();
+  await db.insertInto("workspaces").values({ id, name, operator: options.operator ?? false }).execute();
   return { id };
 }
 
@@ -40,6 +40,8 @@ export async function createApiKey(db: Db, workspaceId: string, name = ""): Prom
 export interface Principal {
   readonly workspaceId: string;
   readonly keyId: string;
+  /** The key belongs to the network's operator workspace. */
+  readonly operator: boolean;
 }
 
 /** The workspace a key acts for, or undefined when the key is unknown, wrong or revoked. */
@@ -48,15 +50,16 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal | und
   if (!parts) return undefined;
   const row = await db
     .selectFrom("api_keys")
-    .select(["workspace_id", "secret_hash", "revoked_at", "last_used_at"])
-    .where("id", "=", parts.id)
+    .innerJoin("workspaces", "workspaces.id", "api_keys.workspace_id")
+    .select(["api_keys.workspace_id", "api_keys.secret_hash", "api_keys.revoked_at", "api_keys.last_used_at", "workspaces.operator"])
+    .where("api_keys.id", "=", parts.id)
     .executeTakeFirst();
   if (!row || row.revoked_at !== null || !matches(parts.secret, row.secret_hash)) return undefined;
   // Last-used is informational: refresh it at most once a minute to keep calls cheap.
   if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > 60_000) {
     await db.updateTable("api_keys").set({ last_used_at: sql`now()` as never }).where("id", "=", parts.id).execute();
   }
-  return { workspaceId: row.workspace_id, keyId: parts.id };
+  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator };
 }
 
 export async function createEnrollmentToken(db: Db, name = ""): Promise<{ id: string; token: string }> {

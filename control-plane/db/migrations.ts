@@ -160,6 +160,12 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  "0003_operators": {
+    async up(db: Kysely<any>): Promise<void> {
+      // An operator workspace runs the network: its keys may drain nodes.
+      await runStatements(db, "ALTER TABLE workspaces ADD COLUMN operator boolean NOT NULL DEFAULT false");
+    },
+  },
 };
 
 /** One statement at a time: the extended query protocol (PGlite, parameters) takes only one. */

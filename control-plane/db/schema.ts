@@ -10,6 +10,8 @@ type Json<T> = ColumnType<T, string, string>;
 export interface WorkspaceTable {
   id: string;
   name: string;
+  /** Runs the network: may drain nodes. */
+  operator: Generated<boolean>;
   created_at: DefaultedTimestamp;
 }
 

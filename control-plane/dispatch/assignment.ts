@@ -49,6 +49,10 @@ export function assignmentMessage(a: AttemptToDispatch): ConnectResponse {
   });
 }
 
+export function drainMessage(graceMs: number): ConnectResponse {
+  return create(ConnectResponseSchema, { message: { case: "drain", value: { graceMs } } });
+}
+
 export function cancelMessage(taskId: string, attemptId: string, reason: string): ConnectResponse {
   return create(ConnectResponseSchema, { message: { case: "cancel", value: { taskId, attemptId, reason } } });
 }

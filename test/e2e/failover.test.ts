@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NodeState } from "../../gen/ngpu/v1/node_pb.js";
 import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
@@ -249,6 +250,34 @@ describe("failures: liveness, fencing, retries, timeouts, cancel, drain", () => 
       expect(taskOutput(done)).toEqual({ slept_seconds: 0 });
     } finally {
       await other.shutdown(0);
+    }
+  });
+
+  it("lets an operator drain a node through the API; nobody else may", async () => {
+    await ngpu.apps.deploy({ name: "sleep-op-drain", runtime: builtin("sleep"), gpu: { count: 1, allowedModels: ["NVIDIA Operator Drain"] } });
+    const w = await startTestWorker(net, ["NVIDIA Operator Drain:24GiB"], { name: "op-drained" });
+    try {
+      const long = (await ngpu.tasks.submit({ app: "sleep-op-drain", input: { seconds: 30 } })).task;
+      await until(long.id, TaskState.RUNNING);
+      const other = await net.newWorkspace();
+      const stranger = client(net.url, other.apiKey);
+      try {
+        await expect(stranger.nodes.drain(w.nodeId(), 100)).rejects.toMatchObject({ code: Code.PermissionDenied });
+      } finally {
+        await stranger.close();
+      }
+      await expect(ngpu.nodes.drain("node_00000000000000000000000000")).rejects.toMatchObject({ code: Code.NotFound });
+      const drained = await ngpu.nodes.drain(w.nodeId(), 300);
+      expect(drained.state).toBe(NodeState.DRAINING);
+      await until(long.id, TaskState.QUEUED);
+      expect((await ngpu.tasks.get(long.id)).attempts.map((x) => x.state)).toEqual(["RELEASED"]);
+      // Still connected, still draining: no new work.
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await state(long.id)).toBe(TaskState.QUEUED);
+      expect((await ngpu.nodes.get(w.nodeId())).state).toBe(NodeState.DRAINING);
+      await ngpu.tasks.cancel(long.id);
+    } finally {
+      await w.shutdown(0);
     }
   });
 });

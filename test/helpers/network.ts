@@ -53,7 +53,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
   const replicas: ControlPlane[] = [];
   const cp = await startControlPlane(config, { logger });
   replicas.push(cp);
-  const ws = await createWorkspace(cp.db, "test");
+  const ws = await createWorkspace(cp.db, "test", { operator: true });
   const key = await createApiKey(cp.db, ws.id, "test");
   const enrollment = await createEnrollmentToken(cp.db, "test");
   return {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/node.proto.
  */
 export const file_ngpu_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChJuZ3B1L3YxL25vZGUucHJvdG8SB25ncHUudjEi3gMKBE5vZGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLm5ncHUudjEuTm9kZVN0YXRlEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIoCgl0ZWxlbWV0cnkYBSADKAsyFS5uZ3B1LnYxLkdwdVRlbGVtZXRyeRIRCglncHVfZXJyb3IYBiABKAkSEAoIcnVudGltZXMYByADKAkSFAoMd2FybV9hcHBfaWRzGAggAygJEhUKDXJ1bm5pbmdfdGFza3MYCSABKA0SGAoQZnJlZV9ncHVfaW5kaWNlcxgKIAMoDRIWCg53b3JrZXJfdmVyc2lvbhgLIAEoCRIwCgxjb25uZWN0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGA4gASgNEhoKEmNvbXBsZXRlZF9hdHRlbXB0cxgPIAEoBBIVCg1sb3N0X2F0dGVtcHRzGBAgASgEEhMKC3JlbGlhYmlsaXR5GBEgASgBIlIKEExpc3ROb2Rlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9vZmZsaW5lGAMgASgIIkoKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0ubmdwdS52MS5Ob2RlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg5HZXROb2RlUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJIi4KD0dldE5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlKoQBCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFwoTTk9ERV9TVEFURV9EUkFJTklORxACEhYKEk5PREVfU1RBVEVfT0ZGTElORRADEhMKD05PREVfU1RBVEVfTE9TVBAEMo8BCgtOb2RlU2VydmljZRJCCglMaXN0Tm9kZXMSGS5uZ3B1LnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5uZ3B1LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjwKB0dldE5vZGUSFy5uZ3B1LnYxLkdldE5vZGVSZXF1ZXN0GhgubmdwdS52MS5HZXROb2RlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
+  fileDesc("ChJuZ3B1L3YxL25vZGUucHJvdG8SB25ncHUudjEi3gMKBE5vZGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLm5ncHUudjEuTm9kZVN0YXRlEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIoCgl0ZWxlbWV0cnkYBSADKAsyFS5uZ3B1LnYxLkdwdVRlbGVtZXRyeRIRCglncHVfZXJyb3IYBiABKAkSEAoIcnVudGltZXMYByADKAkSFAoMd2FybV9hcHBfaWRzGAggAygJEhUKDXJ1bm5pbmdfdGFza3MYCSABKA0SGAoQZnJlZV9ncHVfaW5kaWNlcxgKIAMoDRIWCg53b3JrZXJfdmVyc2lvbhgLIAEoCRIwCgxjb25uZWN0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGA4gASgNEhoKEmNvbXBsZXRlZF9hdHRlbXB0cxgPIAEoBBIVCg1sb3N0X2F0dGVtcHRzGBAgASgEEhMKC3JlbGlhYmlsaXR5GBEgASgBIlIKEExpc3ROb2Rlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9vZmZsaW5lGAMgASgIIkoKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0ubmdwdS52MS5Ob2RlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg5HZXROb2RlUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJIi4KD0dldE5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlIjUKEERyYWluTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIQCghncmFjZV9tcxgCIAEoDSIwChFEcmFpbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlKoQBCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFwoTTk9ERV9TVEFURV9EUkFJTklORxACEhYKEk5PREVfU1RBVEVfT0ZGTElORRADEhMKD05PREVfU1RBVEVfTE9TVBAEMtMBCgtOb2RlU2VydmljZRJCCglMaXN0Tm9kZXMSGS5uZ3B1LnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5uZ3B1LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjwKB0dldE5vZGUSFy5uZ3B1LnYxLkdldE5vZGVSZXF1ZXN0GhgubmdwdS52MS5HZXROb2RlUmVzcG9uc2USQgoJRHJhaW5Ob2RlEhkubmdwdS52MS5EcmFpbk5vZGVSZXF1ZXN0GhoubmdwdS52MS5EcmFpbk5vZGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
 
 /**
  * @generated from message ngpu.v1.Node
@@ -213,6 +213,47 @@ export const GetNodeResponseSchema: GenMessage<GetNodeResponse> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_node, 4);
 
 /**
+ * @generated from message ngpu.v1.DrainNodeRequest
+ */
+export type DrainNodeRequest = Message<"ngpu.v1.DrainNodeRequest"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * How long running tasks may take to finish, in ms (0..3600000; 0 means 30000).
+   *
+   * @generated from field: uint32 grace_ms = 2;
+   */
+  graceMs: number;
+};
+
+/**
+ * Describes the message ngpu.v1.DrainNodeRequest.
+ * Use `create(DrainNodeRequestSchema)` to create a new message.
+ */
+export const DrainNodeRequestSchema: GenMessage<DrainNodeRequest> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_node, 5);
+
+/**
+ * @generated from message ngpu.v1.DrainNodeResponse
+ */
+export type DrainNodeResponse = Message<"ngpu.v1.DrainNodeResponse"> & {
+  /**
+   * @generated from field: ngpu.v1.Node node = 1;
+   */
+  node?: Node | undefined;
+};
+
+/**
+ * Describes the message ngpu.v1.DrainNodeResponse.
+ * Use `create(DrainNodeResponseSchema)` to create a new message.
+ */
+export const DrainNodeResponseSchema: GenMessage<DrainNodeResponse> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_node, 6);
+
+/**
  * @generated from enum ngpu.v1.NodeState
  */
 export enum NodeState {
@@ -277,6 +318,17 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof GetNodeRequestSchema;
     output: typeof GetNodeResponseSchema;
+  },
+  /**
+   * Stop giving the node work; its running tasks may finish within grace_ms, the rest run
+   * elsewhere. The node comes back when its worker restarts. Operators only.
+   *
+   * @generated from rpc ngpu.v1.NodeService.DrainNode
+   */
+  drainNode: {
+    methodKind: "unary";
+    input: typeof DrainNodeRequestSchema;
+    output: typeof DrainNodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ngpu_v1_node, 0);

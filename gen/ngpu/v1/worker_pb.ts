@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/worker.proto.
  */
 export const file_ngpu_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSKPAgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAQgkKB21lc3NhZ2UiHAoIRHJhaW5pbmcSEAoIZ3JhY2VfbXMYASABKA0idQoIQXBwUmVhZHkSDgoGYXBwX2lkGAEgASgJEhMKC2FwcF92ZXJzaW9uGAIgASgNEhUKDWNvbGRfc3RhcnRfbXMYAyABKAMSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCK/AQoPQ29ubmVjdFJlc3BvbnNlEiMKB3dlbGNvbWUYASABKAsyEC5uZ3B1LnYxLldlbGNvbWVIABIpCgphc3NpZ25tZW50GAIgASgLMhMubmdwdS52MS5Bc3NpZ25tZW50SAASKAoGY2FuY2VsGAMgASgLMhYubmdwdS52MS5DYW5jZWxBdHRlbXB0SAASJwoJcmVqZWN0aW9uGAQgASgLMhIubmdwdS52MS5SZWplY3Rpb25IAEIJCgdtZXNzYWdlIvABCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJIkwKDlJ1bm5pbmdBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIlgKCUhlYXJ0YmVhdBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2FybV9hcHBfaWRzGAMgAygJIkUKD1RlbGVtZXRyeVJlcG9ydBIjCgRncHVzGAEgAygLMhUubmdwdS52MS5HcHVUZWxlbWV0cnkSDQoFZXJyb3IYAiABKAki0gIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoKY29sZF9zdGFydBgFIAEoCzISLm5ncHUudjEuQ29sZFN0YXJ0SAASIwoHc3RhcnRlZBgGIAEoCzIQLm5ncHUudjEuU3RhcnRlZEgAEiUKCHByb2dyZXNzGAcgASgLMhEubmdwdS52MS5Qcm9ncmVzc0gAEigKBm91dHB1dBgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA2xvZxgJIAEoCUgAEiUKCGZpbmlzaGVkGAogASgLMhEubmdwdS52MS5GaW5pc2hlZEgAQggKBnVwZGF0ZSILCglDb2xkU3RhcnQiIAoHU3RhcnRlZBIVCg1jb2xkX3N0YXJ0X21zGAEgASgDIrMBCghGaW5pc2hlZBIhCgdvdXRjb21lGAEgASgOMhAubmdwdS52MS5PdXRjb21lEiYKBm91dHB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSFQoNc3RhcnRlZF9hdF9tcxgFIAEoAxITCgtlbmRlZF9hdF9tcxgGIAEoAxIOCgZncHVfbXMYByABKAMiWAoHV2VsY29tZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIdChV0ZWxlbWV0cnlfaW50ZXJ2YWxfbXMYAyABKA0iqwEKB0FwcFNwZWMSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgNEiEKB3J1bnRpbWUYBCABKAsyEC5uZ3B1LnYxLlJ1bnRpbWUSJgoDZW52GAUgAygLMhkubmdwdS52MS5BcHBTcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKCkFzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSHQoDYXBwGAQgASgLMhAubmdwdS52MS5BcHBTcGVjEiYKBWlucHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtncHVfaW5kaWNlcxgGIAMoDRISCgp0aW1lb3V0X21zGAcgASgDIkQKDUNhbmNlbEF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJACglSZWplY3Rpb24SDgoGcmVhc29uGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoCSp6CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIVChFPVVRDT01FX1NVQ0NFRURFRBABEhIKDk9VVENPTUVfRkFJTEVEEAISFQoRT1VUQ09NRV9DQU5DRUxMRUQQAxIUChBPVVRDT01FX1JFTEVBU0VEEAQyUQoNV29ya2VyU2VydmljZRJACgdDb25uZWN0EhcubmdwdS52MS5Db25uZWN0UmVxdWVzdBoYLm5ncHUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
+  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSKPAgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAQgkKB21lc3NhZ2UiHAoIRHJhaW5pbmcSEAoIZ3JhY2VfbXMYASABKA0idQoIQXBwUmVhZHkSDgoGYXBwX2lkGAEgASgJEhMKC2FwcF92ZXJzaW9uGAIgASgNEhUKDWNvbGRfc3RhcnRfbXMYAyABKAMSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLgAQoPQ29ubmVjdFJlc3BvbnNlEiMKB3dlbGNvbWUYASABKAsyEC5uZ3B1LnYxLldlbGNvbWVIABIpCgphc3NpZ25tZW50GAIgASgLMhMubmdwdS52MS5Bc3NpZ25tZW50SAASKAoGY2FuY2VsGAMgASgLMhYubmdwdS52MS5DYW5jZWxBdHRlbXB0SAASJwoJcmVqZWN0aW9uGAQgASgLMhIubmdwdS52MS5SZWplY3Rpb25IABIfCgVkcmFpbhgFIAEoCzIOLm5ncHUudjEuRHJhaW5IAEIJCgdtZXNzYWdlIhkKBURyYWluEhAKCGdyYWNlX21zGAEgASgNIvABCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJIkwKDlJ1bm5pbmdBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIlgKCUhlYXJ0YmVhdBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2FybV9hcHBfaWRzGAMgAygJIkUKD1RlbGVtZXRyeVJlcG9ydBIjCgRncHVzGAEgAygLMhUubmdwdS52MS5HcHVUZWxlbWV0cnkSDQoFZXJyb3IYAiABKAki0gIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoKY29sZF9zdGFydBgFIAEoCzISLm5ncHUudjEuQ29sZFN0YXJ0SAASIwoHc3RhcnRlZBgGIAEoCzIQLm5ncHUudjEuU3RhcnRlZEgAEiUKCHByb2dyZXNzGAcgASgLMhEubmdwdS52MS5Qcm9ncmVzc0gAEigKBm91dHB1dBgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA2xvZxgJIAEoCUgAEiUKCGZpbmlzaGVkGAogASgLMhEubmdwdS52MS5GaW5pc2hlZEgAQggKBnVwZGF0ZSILCglDb2xkU3RhcnQiIAoHU3RhcnRlZBIVCg1jb2xkX3N0YXJ0X21zGAEgASgDIrMBCghGaW5pc2hlZBIhCgdvdXRjb21lGAEgASgOMhAubmdwdS52MS5PdXRjb21lEiYKBm91dHB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSFQoNc3RhcnRlZF9hdF9tcxgFIAEoAxITCgtlbmRlZF9hdF9tcxgGIAEoAxIOCgZncHVfbXMYByABKAMiWAoHV2VsY29tZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIdChV0ZWxlbWV0cnlfaW50ZXJ2YWxfbXMYAyABKA0iqwEKB0FwcFNwZWMSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgNEiEKB3J1bnRpbWUYBCABKAsyEC5uZ3B1LnYxLlJ1bnRpbWUSJgoDZW52GAUgAygLMhkubmdwdS52MS5BcHBTcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKCkFzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSHQoDYXBwGAQgASgLMhAubmdwdS52MS5BcHBTcGVjEiYKBWlucHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtncHVfaW5kaWNlcxgGIAMoDRISCgp0aW1lb3V0X21zGAcgASgDIkQKDUNhbmNlbEF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJACglSZWplY3Rpb24SDgoGcmVhc29uGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoCSp6CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIVChFPVVRDT01FX1NVQ0NFRURFRBABEhIKDk9VVENPTUVfRkFJTEVEEAISFQoRT1VUQ09NRV9DQU5DRUxMRUQQAxIUChBPVVRDT01FX1JFTEVBU0VEEAQyUQoNV29ya2VyU2VydmljZRJACgdDb25uZWN0EhcubmdwdS52MS5Db25uZWN0UmVxdWVzdBoYLm5ncHUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
 
 /**
  * Worker → control plane.
@@ -167,6 +167,14 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
      */
     value: Rejection;
     case: "rejection";
+  } | {
+    /**
+     * An operator drains this node: take no new work, finish or release what runs.
+     *
+     * @generated from field: ngpu.v1.Drain drain = 5;
+     */
+    value: Drain;
+    case: "drain";
   } | { case: undefined; value?: undefined };
 };
 
@@ -176,6 +184,23 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_worker, 3);
+
+/**
+ * @generated from message ngpu.v1.Drain
+ */
+export type Drain = Message<"ngpu.v1.Drain"> & {
+  /**
+   * @generated from field: uint32 grace_ms = 1;
+   */
+  graceMs: number;
+};
+
+/**
+ * Describes the message ngpu.v1.Drain.
+ * Use `create(DrainSchema)` to create a new message.
+ */
+export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 4);
 
 /**
  * @generated from message ngpu.v1.Hello
@@ -251,7 +276,7 @@ export type Hello = Message<"ngpu.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 4);
+  messageDesc(file_ngpu_v1_worker, 5);
 
 /**
  * @generated from message ngpu.v1.RunningAttempt
@@ -278,7 +303,7 @@ export type RunningAttempt = Message<"ngpu.v1.RunningAttempt"> & {
  * Use `create(RunningAttemptSchema)` to create a new message.
  */
 export const RunningAttemptSchema: GenMessage<RunningAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 5);
+  messageDesc(file_ngpu_v1_worker, 6);
 
 /**
  * @generated from message ngpu.v1.Heartbeat
@@ -305,7 +330,7 @@ export type Heartbeat = Message<"ngpu.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 6);
+  messageDesc(file_ngpu_v1_worker, 7);
 
 /**
  * @generated from message ngpu.v1.TelemetryReport
@@ -329,7 +354,7 @@ export type TelemetryReport = Message<"ngpu.v1.TelemetryReport"> & {
  * Use `create(TelemetryReportSchema)` to create a new message.
  */
 export const TelemetryReportSchema: GenMessage<TelemetryReport> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 7);
+  messageDesc(file_ngpu_v1_worker, 8);
 
 /**
  * Something happened to one attempt. Carries its fencing token: the control
@@ -407,7 +432,7 @@ export type TaskUpdate = Message<"ngpu.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 8);
+  messageDesc(file_ngpu_v1_worker, 9);
 
 /**
  * @generated from message ngpu.v1.ColdStart
@@ -420,7 +445,7 @@ export type ColdStart = Message<"ngpu.v1.ColdStart"> & {
  * Use `create(ColdStartSchema)` to create a new message.
  */
 export const ColdStartSchema: GenMessage<ColdStart> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 9);
+  messageDesc(file_ngpu_v1_worker, 10);
 
 /**
  * @generated from message ngpu.v1.Started
@@ -439,7 +464,7 @@ export type Started = Message<"ngpu.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 10);
+  messageDesc(file_ngpu_v1_worker, 11);
 
 /**
  * @generated from message ngpu.v1.Finished
@@ -492,7 +517,7 @@ export type Finished = Message<"ngpu.v1.Finished"> & {
  * Use `create(FinishedSchema)` to create a new message.
  */
 export const FinishedSchema: GenMessage<Finished> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 11);
+  messageDesc(file_ngpu_v1_worker, 12);
 
 /**
  * @generated from message ngpu.v1.Welcome
@@ -519,7 +544,7 @@ export type Welcome = Message<"ngpu.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 12);
+  messageDesc(file_ngpu_v1_worker, 13);
 
 /**
  * @generated from message ngpu.v1.AppSpec
@@ -556,7 +581,7 @@ export type AppSpec = Message<"ngpu.v1.AppSpec"> & {
  * Use `create(AppSpecSchema)` to create a new message.
  */
 export const AppSpecSchema: GenMessage<AppSpec> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 13);
+  messageDesc(file_ngpu_v1_worker, 14);
 
 /**
  * @generated from message ngpu.v1.Assignment
@@ -605,7 +630,7 @@ export type Assignment = Message<"ngpu.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 14);
+  messageDesc(file_ngpu_v1_worker, 15);
 
 /**
  * @generated from message ngpu.v1.CancelAttempt
@@ -632,7 +657,7 @@ export type CancelAttempt = Message<"ngpu.v1.CancelAttempt"> & {
  * Use `create(CancelAttemptSchema)` to create a new message.
  */
 export const CancelAttemptSchema: GenMessage<CancelAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 15);
+  messageDesc(file_ngpu_v1_worker, 16);
 
 /**
  * @generated from message ngpu.v1.Rejection
@@ -659,7 +684,7 @@ export type Rejection = Message<"ngpu.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 16);
+  messageDesc(file_ngpu_v1_worker, 17);
 
 /**
  * @generated from enum ngpu.v1.Outcome
