@@ -1,6 +1,7 @@
 // Pieces several parts share: the echo app, the SDK client, worker processes.
 import { createNgpuClient, type NgpuClient } from "../sdk/index.js";
 import { type Child, forkChild } from "./children.js";
+import { pidCpuTicks, ticksToSeconds } from "./cpu.js";
 import { type FromWorkers, isType, type ToWorkers } from "./ipc.js";
 import type { BenchNetwork } from "./network.js";
 import type { Scope } from "./scope.js";
@@ -52,4 +53,22 @@ export async function dbCounters(net: BenchNetwork): Promise<{ commits: number; 
   );
   const row = r.rows[0]!;
   return { commits: Number(row.commits), updated: Number(row.updated), inserted: Number(row.inserted) };
+}
+
+/** CPU ticks of the Postgres backends serving the bench database now (pid → ticks). */
+export async function dbBackendTicks(net: BenchNetwork): Promise<Map<number, number>> {
+  const r = await net.sql.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+  return new Map(r.rows.map((row) => [row.pid, pidCpuTicks(row.pid)]));
+}
+
+/**
+ * CPU seconds the bench database's own backends used between two dbBackendTicks
+ * readings (backends that started in between count from zero). Unlike the
+ * all-postgres figure, other users of the server are not in it; autovacuum,
+ * the WAL writer and the checkpointer are not either.
+ */
+export function dbBackendCpuS(before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>): number {
+  let ticks = 0;
+  for (const [pid, t] of after) if (Number.isFinite(t)) ticks += t - (before.get(pid) ?? 0);
+  return ticksToSeconds(ticks);
 }

@@ -40,6 +40,7 @@ function stats(): CpStats {
   const out: CpStats = {
     atMs: performance.timeOrigin + performance.now(),
     cpuS: (cpu.user + cpu.system) / 1e6,
+    cpuSystemS: cpu.system / 1e6,
     rssBytes: process.memoryUsage().rss,
     eventLoopDelayMs: { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6 },
     warnings: logged.count,

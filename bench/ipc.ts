@@ -57,8 +57,9 @@ export type FromCp =
 export interface CpStats {
   /** When these were read (wall clock, ms). */
   readonly atMs: number;
-  /** CPU seconds the control-plane process used so far. */
+  /** CPU seconds the control-plane process used so far, and the kernel's part of them. */
   readonly cpuS: number;
+  readonly cpuSystemS: number;
   readonly rssBytes: number;
   /** Event-loop delay since the previous stats call. */
   readonly eventLoopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number };

@@ -4,7 +4,7 @@
 // the start is the worker's own clock when it began executing the task
 // (attempts.worker_started_at_ms, written from the worker's Finished report).
 import { connect } from "@nats-io/transport-node";
-import { benchClient, dbCounters, deployEcho, startWorkerProcess, stopWorkerProcess } from "./common.js";
+import { benchClient, dbBackendCpuS, dbBackendTicks, dbCounters, deployEcho, startWorkerProcess, stopWorkerProcess } from "./common.js";
 import { cpuSince, cpuSnapshot } from "./cpu.js";
 import { NATS_URL, startBenchNetwork } from "./network.js";
 import { Scope, sleep, wallMs } from "./scope.js";
@@ -81,6 +81,7 @@ export async function runLatency(options: LatencyOptions): Promise<Result> {
     const cpu0 = cpuSnapshot([net.cp.pid, workers.child.pid]);
     const cp0 = await net.cpStats();
     const db0 = await dbCounters(net);
+    const pg0 = await dbBackendTicks(net);
     for (let i = 0; i < total; i++) {
       await sleep(options.gapMinMs + Math.random() * (options.gapMaxMs - options.gapMinMs));
       const t0 = wallMs();
@@ -90,9 +91,11 @@ export async function runLatency(options: LatencyOptions): Promise<Result> {
       if (i >= options.warmup) samples.push({ taskId: task.id, t0, submitMs });
     }
     const cpu = cpuSince(cpu0);
+    const pgS = dbBackendCpuS(pg0, await dbBackendTicks(net));
     const cp1 = await net.cpStats();
     await sleep(600); // Postgres publishes its statistics at most every 500 ms
     const db1 = await dbCounters(net);
+    const workerStderr = { count: workers.child.stderr.count, first: workers.child.stderr.first[0] ?? "" };
     await stopWorkerProcess(workers);
 
     const rows = await net.sql.query<{
@@ -155,13 +158,14 @@ export async function runLatency(options: LatencyOptions): Promise<Result> {
       stage_worker_start_to_cp_running_p50_ms: r2(median(workerToCp)),
       db_commits_per_task: r2((db1.commits - db0.commits) / total),
       cp_cpu_ms_per_task: r2(((cp1.cpuS - cp0.cpuS) * 1000) / total),
+      cp_cpu_kernel_share_pct: r2((100 * (cp1.cpuSystemS - cp0.cpuSystemS)) / (cp1.cpuS - cp0.cpuS)),
       worker_proc_cpu_ms_per_task: r2(((cpu.pidCpuS.get(workers.child.pid) ?? Number.NaN) * 1000) / total),
-      postgres_cpu_ms_per_task: r2((cpu.postgresCpuS * 1000) / total),
+      db_backends_cpu_ms_per_task: r2((pgS * 1000) / total),
       machine_busy_pct: cpu.machineBusyPct,
       other_busy_pct: cpu.otherBusyPct,
       cp_warnings: cp1.warnings,
-      worker_stderr_lines: workers.child.stderr.count,
-      ...(workers.child.stderr.count > 0 ? { worker_stderr_first: workers.child.stderr.first[0]!.slice(0, 300) } : {}),
+      worker_stderr_lines: workerStderr.count,
+      ...(workerStderr.count > 0 ? { worker_stderr_first: workerStderr.first.slice(0, 300) } : {}),
       ...(cp1.warnings > 0 ? { cp_warning_first: cp1.firstWarnings[0]!.slice(0, 300) } : {}),
     };
   } finally {

@@ -5,7 +5,7 @@ import { appendFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { environment } from "./environment.js";
 import { LATENCY_DEFAULTS, runLatency } from "./latency.js";
-import { median, printGrid, printTable, r2, type Result } from "./stats.js";
+import { median, printColumns, printTable, r2, type Result } from "./stats.js";
 import { runTelemetry, TELEMETRY_DEFAULTS } from "./telemetry.js";
 import { runThroughput, THROUGHPUT_DEFAULTS } from "./throughput.js";
 import { runWorkerBinary, WORKER_BINARY_DEFAULTS } from "./worker-binary.js";
@@ -31,6 +31,13 @@ Options:
   telemetry:  --steps LIST (1000,2500,5000,10000,20000 GPUs) --gpus-per-node N (8)
               --step-seconds N (10) --warm-seconds N (3) --keep-going (ramp on after a failed step)
   worker:     --startup-runs N (20) --idle-seconds N (5) --build (rebuild dist/ngpu-worker first)
+
+Environment:
+  NGPU_BENCH_PG_URL            admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)
+  NGPU_BENCH_NATS_URL          NATS server (default nats://127.0.0.1:4222); both must be loopback
+  NGPU_BENCH_CPU_PROF_DIR      write V8 CPU profiles of the control plane and the other child processes there
+  NGPU_BENCH_PG_LOG_STATEMENTS 1: Postgres logs every statement of the bench database with its duration
+  NGPU_BENCH_CP_LOG_LEVEL      control-plane log level (default warn; lines are counted, not printed)
 `;
 
 function int(values: Record<string, unknown>, name: string, fallback: number, min: number, max: number): number {
@@ -116,7 +123,7 @@ async function main(): Promise<number> {
     process.stdout.write(`note: the machine is already busy (load ${env.load_average_1m} on ${env.cores} cores); expect noisy numbers\n`);
   }
 
-  for (const part of parts) {
+  const runPart = async (part: Part) => {
     if (part === "latency") {
       const gap = (values["gap-ms"] ?? `${LATENCY_DEFAULTS.gapMinMs}-${LATENCY_DEFAULTS.gapMaxMs}`).split("-").map(Number);
       if (gap.length !== 2 || !gap.every((g) => Number.isFinite(g) && g >= 0 && g <= 10_000) || gap[0]! > gap[1]!) throw new Error("--gap-ms must be MIN-MAX in ms");
@@ -156,7 +163,7 @@ async function main(): Promise<number> {
         continueAfterFailure: values["keep-going"] === true,
       });
       const columns = Object.keys(run.steps[0] ?? {}).filter((k) => k !== "part");
-      printGrid("telemetry ingest, one control-plane process (each step over its measured window)", run.steps, columns);
+      printColumns("telemetry ingest, one control-plane process (one column per step, over its measured window)", run.steps, columns);
       printTable("telemetry ingest: summary", Object.entries(run.summary));
       for (const r of [...run.steps, run.summary]) emit(r);
     }
@@ -169,8 +176,18 @@ async function main(): Promise<number> {
       printTable("worker binary", Object.entries(r));
       emit(r);
     }
+  };
+  let failed = 0;
+  for (const part of parts) {
+    try {
+      await runPart(part);
+    } catch (err) {
+      failed++;
+      process.stderr.write(`bench: part ${part} failed: ${(err as Error).stack ?? String(err)}\n`);
+      emit({ part, error: (err as Error).message });
+    }
   }
-  return 0;
+  return failed > 0 ? 1 : 0;
 }
 
 main().then(

@@ -59,6 +59,12 @@ export async function startBenchNetwork(scope: Scope, options: BenchNetworkOptio
   });
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${name}`;
+  if (process.env.NGPU_BENCH_PG_LOG_STATEMENTS === "1") {
+    // Diagnostics: the server logs every statement on this database with its duration.
+    const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await c.connect();
+    await c.query(`ALTER DATABASE ${name} SET log_min_duration_statement = 0`).finally(() => c.end());
+  }
   const prefix = `ngpu_bench_${randomBytes(6).toString("hex")}`;
 
   const cp = forkChild<ToCp, FromCp>(scope, "cp-process.ts", [url.toString(), NATS_URL, prefix, String(options.poolSize ?? 10), String(options.maxSeconds ?? 3600)]);

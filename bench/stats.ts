@@ -60,12 +60,12 @@ export function printTable(title: string, rows: ReadonlyArray<readonly [string, 
   process.stdout.write(lines.join("\n") + "\n");
 }
 
-/** Prints rows of records as a column-aligned table. */
-export function printGrid(title: string, records: readonly Result[], columns: readonly string[]): void {
-  const cells = records.map((r) => columns.map((c) => formatValue(r[c] ?? "")));
-  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (xs: readonly string[]) => "  " + xs.map((x, i) => x.padStart(widths[i]!)).join("  ");
-  process.stdout.write([`\n== ${title} ==`, line(columns), ...cells.map(line)].join("\n") + "\n");
+/** Prints records side by side: one row per field, one column per record (e.g. per ramp step). */
+export function printColumns(title: string, records: readonly Result[], fields: readonly string[]): void {
+  const cells = fields.map((f) => [f, ...records.map((r) => formatValue(r[f] ?? ""))]);
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
+  const line = (row: readonly string[]) => "  " + row.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join("  ");
+  process.stdout.write([`\n== ${title} ==`, ...cells.map(line)].join("\n") + "\n");
 }
 
 function formatValue(v: ResultValue): string {

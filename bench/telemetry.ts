@@ -5,6 +5,7 @@
 // each GPU's latest reading), what it costs the control plane (CPU, event-loop
 // delay), and whether the history writer (gpu_samples in Postgres) keeps up.
 import { type Child, forkChild } from "./children.js";
+import { dbBackendCpuS, dbBackendTicks } from "./common.js";
 import { cpuSince, cpuSnapshot } from "./cpu.js";
 import { type FromLoad, isType, type LoadStats, type ToLoad } from "./ipc.js";
 import { type BenchNetwork, startBenchNetwork } from "./network.js";
@@ -73,10 +74,11 @@ export async function runTelemetry(options: TelemetryOptions): Promise<Telemetry
       const l0 = await loadStats(load);
       const c0 = await net.cpStats();
       const cpu0 = cpuSnapshot([net.cp.pid, load.pid]);
+      const pg0 = await dbBackendTicks(net);
       const wall0 = Date.now();
       let worstStale = 0;
       let worstAgeMs = 0;
-      let worstEldP99 = c0.eventLoopDelayMs.p99;
+      let worstEldP99 = 0;
       let worstEldMax = 0;
       let storeGpus = Number.POSITIVE_INFINITY;
       for (let s = 0; s < options.stepSeconds; s++) {
@@ -91,6 +93,7 @@ export async function runTelemetry(options: TelemetryOptions): Promise<Telemetry
       const c1 = await net.cpStats();
       const l1 = await loadStats(load);
       const cpu = cpuSince(cpu0);
+      const pgS = dbBackendCpuS(pg0, await dbBackendTicks(net));
       const wall1 = Date.now();
       const seconds = cpu.seconds;
       const lagS = await historyLagS(net);
@@ -130,7 +133,7 @@ export async function runTelemetry(options: TelemetryOptions): Promise<Telemetry
         load_gen_core_pct: r2((100 * loadS) / seconds),
         load_gen_max_late_ms: Math.round(l1.maxLateMs),
         load_gen_buffered_kb: Math.round(l1.buffered / 1024),
-        postgres_core_pct: r2((100 * cpu.postgresCpuS) / seconds),
+        db_backends_core_pct: r2((100 * pgS) / seconds),
         machine_busy_pct: cpu.machineBusyPct,
         other_busy_pct: cpu.otherBusyPct,
         rejections: l1.rejections,

@@ -3,7 +3,7 @@
 // tasks first (timed: enqueue rate), then let the workers go and time the drain
 // from the first task start until no task is left in a non-terminal state.
 import type { NgpuClient } from "../sdk/index.js";
-import { benchClient, dbCounters, startWorkerProcess, stopWorkerProcess, TERMINAL_SQL, type WorkerProcess } from "./common.js";
+import { benchClient, dbBackendCpuS, dbBackendTicks, dbCounters, startWorkerProcess, stopWorkerProcess, TERMINAL_SQL, type WorkerProcess } from "./common.js";
 import { cpuSince, cpuSnapshot } from "./cpu.js";
 import { type BenchNetwork, startBenchNetwork } from "./network.js";
 import { Scope, sleep, wallMs } from "./scope.js";
@@ -67,20 +67,26 @@ async function nonTerminal(net: BenchNetwork): Promise<number> {
 }
 
 /** Polls every 50 ms until no task is in a non-terminal state; returns the wall time it saw 0, or NaN on a stall. */
-async function drained(net: BenchNetwork, timeoutMs: number, ready: () => boolean = () => true): Promise<{ endMs: number; left: number }> {
+async function drained(net: BenchNetwork, timeoutMs: number, ready: () => boolean = () => true): Promise<{ endMs: number; left: number; pollMsMean: number }> {
   const deadline = performance.now() + timeoutMs;
   let last = Number.NaN;
   let lastChange = performance.now();
+  let polls = 0;
+  let pollMs = 0;
   for (;;) {
+    const t0 = performance.now();
     const left = await nonTerminal(net);
     const at = wallMs();
-    if (left === 0 && ready()) return { endMs: at, left };
+    polls++;
+    pollMs += performance.now() - t0;
+    const pollMsMean = pollMs / polls;
+    if (left === 0 && ready()) return { endMs: at, left, pollMsMean };
     if (left !== last) {
       last = left;
       lastChange = performance.now();
     }
     // No progress for 60 s, or past the overall bound: give up and report what is left.
-    if (performance.now() > deadline || performance.now() - lastChange > 60_000) return { endMs: Number.NaN, left };
+    if (performance.now() > deadline || performance.now() - lastChange > 60_000) return { endMs: Number.NaN, left, pollMsMean };
     await sleep(POLL_MS);
   }
 }
@@ -145,8 +151,10 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
     await deploy(client, true);
     const enqCpu0 = cpuSnapshot([net.cp.pid]);
     const enqDb0 = await dbCounters(net);
+    const enqPg0 = await dbBackendTicks(net);
     const enq = await enqueue(client, options.tasks, options.concurrency, "drain");
     const enqCpu = cpuSince(enqCpu0);
+    const enqPgS = dbBackendCpuS(enqPg0, await dbBackendTicks(net));
     await sleep(600); // Postgres publishes its statistics at most every 500 ms
     const enqDb1 = await dbCounters(net);
 
@@ -165,10 +173,12 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
     const cpu0 = cpuSnapshot([net.cp.pid, ...procs.map((p) => p.child.pid)]);
     const cp0 = await net.cpStats();
     const db0 = await dbCounters(net);
+    const pg0 = await dbBackendTicks(net);
     await deploy(client, false);
     net.cp.send({ type: "wake" });
     const end = await drained(net, boundMs);
     const cpu = cpuSince(cpu0);
+    const pgS = dbBackendCpuS(pg0, await dbBackendTicks(net));
     const cp1 = await net.cpStats();
     await sleep(600); // Postgres publishes its statistics at most every 500 ms
     const db1 = await dbCounters(net);
@@ -183,13 +193,15 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
       enqueue_per_s: Math.round(options.tasks / (enq.ms / 1000)),
       enqueue_errors: enq.errors,
       enqueue_cp_cpu_ms_per_task: r2(((enqCpu.pidCpuS.get(net.cp.pid) ?? Number.NaN) * 1000) / options.tasks),
-      enqueue_postgres_cpu_ms_per_task: r2((enqCpu.postgresCpuS * 1000) / options.tasks),
+      enqueue_db_backends_cpu_ms_per_task: r2((enqPgS * 1000) / options.tasks),
       enqueue_client_cpu_ms_per_task: r2((enqCpu.benchProcessCpuS * 1000) / options.tasks),
       enqueue_db_commits_per_task: r2((enqDb1.commits - enqDb0.commits) / options.tasks),
       enqueue_machine_busy_pct: enqCpu.machineBusyPct,
       enqueue_other_busy_pct: enqCpu.otherBusyPct,
       drain_per_s: Number.isFinite(end.endMs) ? Math.round(options.tasks / drainS) : Number.NaN,
       drain_s: r2(drainS),
+      drain_by_db_timestamps_per_s: Math.round(options.tasks / ((v.lastEndMs - v.firstStartMs) / 1000)),
+      poll_query_ms_mean: r2(end.pollMsMean),
       left_unfinished: end.left,
       completions_per_s_median: v.perSecondMedian,
       completions_per_s_peak: v.perSecondPeak,
@@ -203,9 +215,11 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
       other_busy_pct: cpu.otherBusyPct,
       cp_cpu_s: r2(cp1.cpuS - cp0.cpuS),
       cp_cpu_ms_per_task: r2(((cp1.cpuS - cp0.cpuS) * 1000) / options.tasks),
+      cp_cpu_kernel_share_pct: r2((100 * (cp1.cpuSystemS - cp0.cpuSystemS)) / (cp1.cpuS - cp0.cpuS)),
       cp_event_loop_delay_p99_ms: r2(cp1.eventLoopDelayMs.p99),
       worker_procs_cpu_ms_per_task: r2((workerCpuS * 1000) / options.tasks),
-      postgres_cpu_ms_per_task: r2((cpu.postgresCpuS * 1000) / options.tasks),
+      db_backends_cpu_ms_per_task: r2((pgS * 1000) / options.tasks),
+      all_postgres_cpu_ms_per_task: r2((cpu.postgresCpuS * 1000) / options.tasks),
       nats_cpu_ms_per_task: r2((cpu.natsCpuS * 1000) / options.tasks),
       bench_driver_cpu_s: cpu.benchProcessCpuS,
       cp_warnings: cp1.warnings,
@@ -216,6 +230,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
     if (options.e2eTasks > 0 && end.left === 0) {
       const e2eCpu0 = cpuSnapshot([net.cp.pid, ...procs.map((p) => p.child.pid)]);
       const e2eCp0 = await net.cpStats();
+      const e2ePg0 = await dbBackendTicks(net);
       const t0 = wallMs();
       // Zero left only counts once everything is submitted.
       let submitted = false;
@@ -223,6 +238,7 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
       const [e2eEnq, e2eEnd] = await Promise.all([e2eEnqP, drained(net, 120_000 + options.e2eTasks * 20, () => submitted)]);
       const e2eCpu = cpuSince(e2eCpu0);
       const e2eCp1 = await net.cpStats();
+      const e2ePgS = dbBackendCpuS(e2ePg0, await dbBackendTicks(net));
       const ve = await verify(net, "e2e");
       results.push({
         part: "throughput",
@@ -241,7 +257,8 @@ export async function runThroughput(options: ThroughputOptions): Promise<Result[
         machine_busy_pct: e2eCpu.machineBusyPct,
         other_busy_pct: e2eCpu.otherBusyPct,
         cp_cpu_ms_per_task: r2(((e2eCp1.cpuS - e2eCp0.cpuS) * 1000) / options.e2eTasks),
-        postgres_cpu_ms_per_task: r2((e2eCpu.postgresCpuS * 1000) / options.e2eTasks),
+        db_backends_cpu_ms_per_task: r2((e2ePgS * 1000) / options.e2eTasks),
+        all_postgres_cpu_ms_per_task: r2((e2eCpu.postgresCpuS * 1000) / options.e2eTasks),
         bench_driver_cpu_s: e2eCpu.benchProcessCpuS,
         cp_warnings: e2eCp1.warnings,
       });
