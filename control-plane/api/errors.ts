@@ -57,12 +57,13 @@ export function guarded<T extends object>(service: DescService, impl: T, logger:
   for (const method of service.methods) {
     const fn = (impl as AnyImpl)[method.localName];
     if (!fn) continue;
+    const rpcLogger = logger.child({ rpc: `${service.typeName}/${method.name}` });
     if (method.methodKind === "unary" || method.methodKind === "client_streaming") {
       wrapped[method.localName] = async (req, ctx) => {
         try {
           return await fn.call(impl, req, ctx);
         } catch (err) {
-          throw toConnectError(err, logger);
+          throw toConnectError(err, rpcLogger);
         }
       };
     } else {
@@ -71,7 +72,7 @@ export function guarded<T extends object>(service: DescService, impl: T, logger:
           try {
             yield* fn.call(impl, req, ctx) as AsyncIterable<unknown>;
           } catch (err) {
-            throw toConnectError(err, logger);
+            throw toConnectError(err, rpcLogger);
           }
         })();
     }

@@ -103,6 +103,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     fallback: (req, res) => fallback(req, res as http.ServerResponse | http2.Http2ServerResponse),
     readMaxBytes,
     writeMaxBytes,
+    // A misspelt field or enum value in JSON is an error, not silently ignored (a typo in a
+    // filter would otherwise return everything).
+    jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
     interceptors: [...(options.interceptors ?? [])],
   });

@@ -162,7 +162,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
         if (!name) throw invalidArgument(`states[${i}]`, "is not a task state");
         return name;
       });
-      const appId = req.app ? (await findApp(db, principal.workspaceId, req.app)).id : undefined;
+      const appId = req.app ? (await findApp(db, principal.workspaceId, requireString("app", req.app, 128))).id : undefined;
       const labels = checkLabels("labels", req.labels);
       const rows = await listTasks(
         db,

@@ -29,32 +29,48 @@ export function checkQueueTtlMs(field: string, value: bigint): number {
 
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$/;
 
+/**
+ * Text that Postgres can store: no NUL character (text and jsonb refuse it) and
+ * well-formed UTF-16 (a lone surrogate has no UTF-8 form).
+ */
+export function checkText(field: string, value: string): string {
+  if (value.includes("\u0000")) throw invalidArgument(field, "must not contain a NUL character (\\u0000)");
+  if (!value.isWellFormed()) throw invalidArgument(field, "is not well-formed Unicode (a lone surrogate)");
+  return value;
+}
+
 export function requireString(field: string, value: string, maxLength = 256): string {
   if (value.length === 0) throw invalidArgument(field, "is required");
   if (value.length > maxLength) throw invalidArgument(field, `must be at most ${maxLength} characters`);
-  return value;
+  return checkText(field, value);
 }
 
 /** Size and depth limits on a JSON object from a request. */
 export function checkJson(field: string, value: JsonObject | undefined, maxBytes = MAX_INPUT_BYTES): Record<string, unknown> {
   const object = value ?? {};
-  const depth = jsonDepth(object);
+  const depth = jsonDepth(field, object);
   if (depth > MAX_JSON_DEPTH) throw invalidArgument(field, `is nested ${depth} levels deep; the limit is ${MAX_JSON_DEPTH}`);
   const bytes = Buffer.byteLength(JSON.stringify(object));
   if (bytes > maxBytes) throw invalidArgument(field, `is ${bytes} bytes as JSON; the limit is ${maxBytes} bytes`);
   return object;
 }
 
-function jsonDepth(value: unknown): number {
+/** Nesting depth of a JSON value; also checks every key and string is storable text. */
+function jsonDepth(field: string, value: unknown): number {
   // Iterative, so a hostile document cannot overflow the stack.
   let max = 0;
-  const stack: Array<[unknown, number]> = [[value, 1]];
+  const stack: Array<[unknown, number, string]> = [[value, 1, field]];
   while (stack.length > 0) {
-    const [v, d] = stack.pop()!;
+    const [v, d, path] = stack.pop()!;
+    if (typeof v === "string") checkText(path, v);
     if (v === null || typeof v !== "object") continue;
     if (d > max) max = d;
     if (max > MAX_JSON_DEPTH) return max;
-    for (const child of Object.values(v as object)) stack.push([child, d + 1]);
+    for (const [key, child] of Object.entries(v as object)) {
+      const childPath = Array.isArray(v) ? `${path}[${key}]` : `${path}.${key}`;
+      if (!Array.isArray(v)) checkText(`${path} key ${JSON.stringify(key)}`, key);
+      stack.push([child, d + 1, childPath]);
+    }
   }
   return max;
 }
@@ -63,6 +79,7 @@ export function checkLabels(field: string, labels: Record<string, string>): Reco
   const entries = Object.entries(labels);
   if (entries.length > 32) throw invalidArgument(field, "at most 32 labels");
   for (const [k, v] of entries) {
+    checkText(`${field}[${JSON.stringify(k)}]`, v);
     if (!LABEL_KEY.test(k)) throw invalidArgument(`${field}[${JSON.stringify(k)}]`, "keys are 1-63 letters, digits, '_', '.', '-', '/' starting with a letter or digit");
     if (v.length > 256) throw invalidArgument(`${field}[${JSON.stringify(k)}]`, "values are at most 256 characters");
   }
@@ -91,7 +108,9 @@ export function decodePageToken<K extends string>(field: string, token: string, 
   if (token === "") return undefined;
   try {
     const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as Record<string, unknown>;
-    if (typeof parsed[key] === type) return parsed as Record<K, string | number>;
+    const v = parsed[key];
+    const valid = type === "number" ? Number.isSafeInteger(v) : typeof v === "string" && !v.includes("\u0000") && v.isWellFormed();
+    if (valid) return parsed as Record<K, string | number>;
   } catch {
     // fall through to the error below
   }

@@ -153,6 +153,11 @@ describe("task API contract", () => {
       ["bad label", () => ngpu.tasks.submit({ app: "echo", input: {}, labels: { "bad key!": "x" } }), Code.InvalidArgument, /^labels\["bad key!"\]/],
       ["negative timeout", () => ngpu.tasks.submit({ app: "echo", input: {}, timeoutMs: -5 }), Code.InvalidArgument, /^timeout_ms:/],
       ["bad page token", () => ngpu.tasks.list({ pageToken: "garbage" }), Code.InvalidArgument, /^page_token:/],
+      ["forged page token", () => ngpu.tasks.list({ pageToken: Buffer.from('{"s":1.5}').toString("base64url") }), Code.InvalidArgument, /^page_token:/],
+      ["NUL in the app name", () => ngpu.tasks.submit({ app: "ec\u0000ho", input: {} }), Code.InvalidArgument, /^app: must not contain a NUL/],
+      ["NUL in an input value", () => ngpu.tasks.submit({ app: "echo", input: { a: ["ok", "b\u0000"] } }), Code.InvalidArgument, /^input\.a\[1\]: must not contain a NUL/],
+      ["NUL in an input key", () => ngpu.tasks.submit({ app: "echo", input: { "k\u0000": 1 } }), Code.InvalidArgument, /^input key "k\\u0000": must not contain a NUL/],
+      ["NUL in a task id", () => ngpu.tasks.get("tsk\u0000"), Code.InvalidArgument, /^task_id:/],
       ["too many GPUs", () => ngpu.apps.deploy({ name: "greedy", runtime: builtin("echo"), gpu: { count: 17 } }), Code.InvalidArgument, /^gpu\.count: must be at most 16/],
       ["memory without GPUs", () => ngpu.apps.deploy({ name: "odd", runtime: builtin("echo"), gpu: { count: 0, minMemoryBytes: 1024 } }), Code.InvalidArgument, /^gpu\.count:/],
       ["empty model name", () => ngpu.apps.deploy({ name: "odd", runtime: builtin("echo"), gpu: { count: 1, allowedModels: [" "] } }), Code.InvalidArgument, /^gpu\.allowed_models\[0\]: is required/],
@@ -171,6 +176,26 @@ describe("task API contract", () => {
         expect((await ngpu.apps.list({ pageSize: 500 })).apps.length).toBe(appsBefore);
       });
     }
+
+    it("an unknown JSON field or enum value is refused, not ignored", async () => {
+      const before = await taskCount();
+      for (const body of [{ app: "echo", bogus: 1 }, { app: "echo", priority: "high" }]) {
+        const res = await fetch(`${net.url}/ngpu.v1.TaskService/SubmitTask`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${net.apiKey}` },
+          body: JSON.stringify(body),
+        });
+        expect(res.status).toBe(400);
+        expect(((await res.json()) as { code: string }).code).toBe("invalid_argument");
+      }
+      const list = await fetch(`${net.url}/ngpu.v1.TaskService/ListTasks`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${net.apiKey}` },
+        body: JSON.stringify({ states: ["TASK_STATE_RUNNIN"] }),
+      });
+      expect(list.status).toBe(400);
+      expect(await taskCount()).toBe(before);
+    });
 
     it("a message over the 4 MiB limit is refused with RESOURCE_EXHAUSTED", async () => {
       const before = await taskCount();
