@@ -230,12 +230,19 @@ export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOut
           started_at = COALESCE(tasks.started_at, now()), execution_ms = ${executionMs}, gpu_ms = a.gpu_ms,
           progress = CASE WHEN ${outcome.outcome} = 'SUCCEEDED'
             THEN jsonb_build_object('percent', 100, 'step', COALESCE((tasks.progress->>'totalSteps')::int, 0),
-              'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', COALESCE(tasks.progress->>'message', ''))
+              'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', 'done')
             ELSE tasks.progress END
         FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
         RETURNING tasks.id
+      ),
+      -- Cancelled while it ran: the task ended at the cancel, and now the worker says how long it ran.
+      c AS (
+        UPDATE tasks SET execution_ms = ${executionMs}, gpu_ms = a.gpu_ms
+        FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED' AND ${outcome.outcome} = 'CANCELLED'
+        RETURNING tasks.id
       )
-      SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed, (SELECT count(*) FROM n)::int AS n`.execute(db);
+      SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed,
+        (SELECT count(*) FROM n)::int AS n, (SELECT count(*) FROM c)::int AS c`.execute(db);
     const row = result.rows[0];
     return { attemptOk: (row?.attempt_ok ?? 0) > 0, taskChanged: (row?.task_changed ?? 0) > 0, requeued: false };
   }

@@ -119,6 +119,10 @@ describe("task API contract", () => {
       return row?.ended_at ? row : undefined;
     });
     expect(attempt.state).toBe("CANCELLED");
+    // It ran a little before the cancel: that time is recorded on the cancelled task.
+    const cancelledTask = await ngpu.tasks.get(task.id);
+    expect(Number(cancelledTask.executionMs)).toBeGreaterThan(0);
+    expect(Number(cancelledTask.gpuMs)).toBe(Number(cancelledTask.executionMs));
     const next = await ngpu.tasks.run({ app: "echo", input: { after: "cancel" } }, { waitMs: 10_000 });
     expect(next.task.state).toBe(TaskState.SUCCEEDED);
     expect((await ngpu.tasks.get(task.id)).state).toBe(TaskState.CANCELLED);

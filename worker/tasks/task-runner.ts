@@ -104,7 +104,8 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
 
     // "error": the worker or the instance failed, not the app's verdict on the input: worth another try.
     let outcome: PredictionOutcome | { status: "error"; error: string };
-    let startedAtMs = Date.now();
+    // Set when the prediction starts: a failure before that (the app never got ready) ran for 0 ms.
+    let startedAtMs: number | undefined;
     options.onGpuBusy?.(gpus, true);
     try {
       if (runtime?.case === "builtin") {
@@ -141,7 +142,8 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       clearTimeout(timer);
       options.onGpuBusy?.(gpus, false);
     }
-    const endedAtMs = Math.max(Date.now(), startedAtMs);
+    const endedAtMs = Date.now();
+    startedAtMs ??= endedAtMs;
     const result = entry.released
       ? { outcome: Outcome.RELEASED, error: "released: the worker is shutting down" }
       : timedOut
