@@ -10,6 +10,7 @@ import type { AppInstance } from "./runtime/app-instance.js";
 import { dockerAvailable, startDockerInstance } from "./runtime/docker-runtime.js";
 import { createInstancePool } from "./runtime/instance-pool.js";
 import { startProcessInstance } from "./runtime/process-runtime.js";
+import { openInstanceRegistry } from "./runtime/instance-registry.js";
 import { startWebhookReceiver } from "./runtime/webhook-receiver.js";
 import { startControlSession } from "./session/control-session.js";
 import { openNodeIdentity } from "./session/node-identity.js";
@@ -97,6 +98,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   if (await dockerAvailable({ timeoutMs: 3_000 }).catch(() => false)) runtimes.push("docker");
 
   const identity = openNodeIdentity(config.dataDir);
+  const registry = openInstanceRegistry(config.dataDir);
+  const reaped = registry.reapLeftovers();
+  if (reaped > 0) logger.warn({ reaped }, "stopped app processes a previous run of this worker left behind");
   // Containers cannot reach the host's loopback; each webhook URL carries its own secret token.
   const receiver = await startWebhookReceiver(runtimes.includes("docker") ? { host: "0.0.0.0" } : {});
   // Apps get the worker's environment minus its own settings (the enrollment token must not leak into apps).
@@ -109,10 +113,14 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
       return startProcessInstance({
         command: runtime.value.command,
         ...(runtime.value.workingDir ? { cwd: runtime.value.workingDir } : {}),
-        baseEnv: appBaseEnv,
+        baseEnv: { ...appBaseEnv, ...registry.env },
         env,
         gpuIndices,
         signal,
+      }).then((instance) => {
+        registry.add(instance.pid);
+        void instance.exited.then(() => registry.remove(instance.pid));
+        return instance;
       });
     }
     if (runtime?.case === "docker") {

@@ -8,8 +8,12 @@ import { main as workerMain } from "../../worker/main.js";
 import { CliError, ExitCode } from "../errors.js";
 import { DEFAULT_DEV_WORKERS, DEMO_APP, type DevNetwork, startDevNetwork } from "../dev/dev-network.js";
 
-/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
-function untilSignal(onSecond: () => void): Promise<NodeJS.Signals> {
+/**
+ * Resolves on the first SIGINT/SIGTERM, or when the parent process goes away
+ * (`npm start` killed with SIGTERM ends npm but does not pass the signal on);
+ * a second signal exits at once.
+ */
+function untilSignal(onSecond: () => void): Promise<NodeJS.Signals | "parent-exited"> {
   return new Promise((resolve) => {
     let count = 0;
     const handler = (signal: NodeJS.Signals) => {
@@ -18,6 +22,14 @@ function untilSignal(onSecond: () => void): Promise<NodeJS.Signals> {
     };
     process.on("SIGINT", handler);
     process.on("SIGTERM", handler);
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid !== parent) {
+        clearInterval(watch);
+        resolve("parent-exited");
+      }
+    }, 500);
+    watch.unref();
   });
 }
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -100,6 +100,34 @@ describe("the single-file worker binary", () => {
     w.child.kill("SIGTERM");
     expect(await w.exited).toBe(0);
     await eventually(async () => ((await ngpu.nodes.get(node.id)).state === NodeState.OFFLINE ? true : undefined));
+  });
+
+  it("stops the app processes a SIGKILLed run left behind when it starts again", async () => {
+    const dataDir = join(dir, "reaped");
+    const args = ["--name", "reaper", "--simulate-gpu", "NVIDIA GeForce RTX 3090:24GiB", "--data-dir", dataDir];
+    const first = runWorker(args);
+    await nodeNamed("reaper");
+    const done = await ngpu.tasks.run({ app: "style", input: { style: "blur" } }, { waitMs: 60_000 });
+    expect(done.task.state).toBe(TaskState.SUCCEEDED);
+    const pids = (JSON.parse(readFileSync(join(dataDir, "instances.json"), "utf8")) as { pids: number[] }).pids;
+    expect(pids.length).toBeGreaterThan(0);
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    first.child.kill("SIGKILL");
+    await first.exited;
+    // The warm app instance outlived its worker…
+    expect(pids.every(alive)).toBe(true);
+    const second = runWorker(args);
+    // …until the worker came back.
+    await eventually(() => (pids.every((p) => !alive(p)) ? true : undefined), 15_000, "leftover app processes to stop");
+    second.child.kill("SIGTERM");
+    await second.exited;
   });
 
   it("reads real GPUs through nvidia-smi (a replayed capture) and reports their telemetry", async () => {
