@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { notFound } from "../errors.js";
+import { NgpuError, notFound } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Db } from "./database.js";
 import type { ProgressRow, TaskRow } from "./schema.js";
@@ -66,10 +66,12 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
   if (inserted) return { id, created: true, row: inserted };
   const existing = await db
     .selectFrom("tasks")
-    .select("id")
+    .select(["id", sql<boolean>`app_id = ${task.appId} AND input = ${JSON.stringify(task.input)}::jsonb`.as("same")])
     .where("workspace_id", "=", task.workspaceId)
     .where("idempotency_key", "=", task.idempotencyKey ?? "")
     .executeTakeFirstOrThrow();
+  // A retry must be the same request; the same key for another one is a caller's bug, not a retry.
+  if (!existing.same) throw new NgpuError("ALREADY_EXISTS", `idempotency_key: already used for task ${existing.id}, with a different app or input`);
   return { id: existing.id, created: false };
 }
 

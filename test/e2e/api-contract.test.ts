@@ -69,10 +69,15 @@ describe("task API contract", () => {
   it("returns the first task for a repeated idempotency key and creates nothing", async () => {
     const first = await ngpu.tasks.submit({ app: "echo", input: { n: 1 }, idempotencyKey: "order-42" });
     const before = await taskCount();
-    const again = await ngpu.tasks.submit({ app: "echo", input: { n: 2 }, idempotencyKey: "order-42" });
+    const again = await ngpu.tasks.submit({ app: "echo", input: { n: 1 }, idempotencyKey: "order-42" });
     expect(first.created).toBe(true);
     expect(again.created).toBe(false);
     expect(again.task.id).toBe(first.task.id);
+    expect(await taskCount()).toBe(before);
+    // The same key with another input is not a retry: refused, naming the field.
+    const clash = await failure(ngpu.tasks.submit({ app: "echo", input: { n: 2 }, idempotencyKey: "order-42" }));
+    expect(clash.code).toBe(Code.AlreadyExists);
+    expect(clash.rawMessage).toMatch(/^idempotency_key: already used for task tsk_/);
     expect(await taskCount()).toBe(before);
   });
 
