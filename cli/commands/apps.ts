@@ -68,7 +68,7 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
           name,
           runtime,
           gpu: {
-            count: flags.gpus === undefined ? DEFAULT_GPU_COUNT : parseInteger("--gpus", flags.gpus, { min: 0, max: 64 }),
+            count: flags.gpus === undefined ? DEFAULT_GPU_COUNT : parseInteger("--gpus", flags.gpus, { min: 0, max: 16 }),
             minMemoryBytes: flags.minVram === undefined ? undefined : parseBytes("--min-vram", flags.minVram),
             allowedModels: flags.gpuModel ?? [],
           },
