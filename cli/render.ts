@@ -62,6 +62,7 @@ export function renderTask(task: Task, now: Date): string {
     ["id", task.id],
     ["app", task.appName ? `${task.appName} (${task.appId})` : task.appId],
     ["state", taskStateName(task.state)],
+    ["waiting", task.queueReason],
     ["progress", progressText(task.progress)],
     ["error", task.error],
     ["created", created ? `${formatTime(created)} (${formatAge(created, now)})` : ""],

@@ -16,6 +16,8 @@ import type { Db } from "../db/database.js";
 import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
 import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
+import { loadNodeCapacity } from "../scheduler/capacity.js";
+import { queueReason } from "../scheduler/placement.js";
 import type { Authenticate } from "./auth.js";
 import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
@@ -132,7 +134,13 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     async getTask(req, ctx) {
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
-      const task = taskToProto(await getTask(db, principal.workspaceId, id));
+      const row = await getTask(db, principal.workspaceId, id);
+      const task = taskToProto(row);
+      if (row.state === "QUEUED") {
+        const app = await db.selectFrom("apps").select(["gpu_count", "gpu_min_memory_bytes", "gpu_models"]).where("id", "=", row.app_id).executeTakeFirstOrThrow();
+        const demand = { id, appId: row.app_id, gpuCount: app.gpu_count, minMemoryBytes: app.gpu_min_memory_bytes, allowedModels: app.gpu_models.map((m) => m.toLowerCase()) };
+        task.queueReason = queueReason(demand, await loadNodeCapacity(db)) ?? "";
+      }
       const attempts = await db.selectFrom("attempts").selectAll().where("task_id", "=", id).orderBy("created_at").orderBy("fencing_token").execute();
       task.attempts = attempts.map(attemptToProto);
       return { task };

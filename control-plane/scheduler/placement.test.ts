@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type NodeCapacity, type TaskDemand, placeTasks } from "./placement.js";
+import { type NodeCapacity, type TaskDemand, placeTasks, queueReason } from "./placement.js";
 
 const GiB = 1024 ** 3;
 
@@ -72,5 +72,16 @@ describe("placeTasks", () => {
   it("picks the smallest GPUs that fit, keeping big ones free", () => {
     const nodes = [node("a", [["H100", 80], ["L4", 24]])];
     expect(placeTasks([task("t", { minMemoryBytes: 20 * GiB })], nodes)).toEqual([{ taskId: "t", nodeId: "a", gpuIndices: [1] }]);
+  });
+
+  it("says why a task waits", () => {
+    const busy = node("a", [["RTX 3090", 24]], { busyGpuIndices: new Set([0]), running: 1 });
+    expect(queueReason(task("t"), [])).toBe("no node is connected");
+    expect(queueReason(task("t", { minMemoryBytes: 80 * GiB }), [busy])).toBe(
+      "no connected node can run it: it needs 1 GPU with ≥ 80 GiB on one node; it waits for one to join",
+    );
+    expect(queueReason(task("t", { gpuCount: 2, allowedModels: ["h100"] }), [busy])).toMatch(/needs 2 GPUs of model h100 on one node/);
+    expect(queueReason(task("t"), [busy])).toBe("every node that fits is busy; it runs when a GPU frees up");
+    expect(queueReason(task("t"), [node("b", [["RTX 3090", 24]])])).toBeUndefined();
   });
 });

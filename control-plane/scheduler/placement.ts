@@ -116,3 +116,27 @@ function compare(a: readonly number[], b: readonly number[]): number {
   }
   return 0;
 }
+
+/** Describes what a task needs, for messages: "1 GPU with ≥ 16 GiB, model RTX 3090". */
+export function describeDemand(task: Omit<TaskDemand, "id" | "appId">): string {
+  if (task.gpuCount === 0) return "a free task slot (no GPU)";
+  const parts = [`${task.gpuCount} GPU${task.gpuCount > 1 ? "s" : ""}`];
+  if (task.minMemoryBytes > 0) parts.push(`with ≥ ${+(task.minMemoryBytes / 1024 ** 3).toFixed(1)} GiB`);
+  if (task.allowedModels.length > 0) parts.push(`of model ${task.allowedModels.join(" or ")}`);
+  return parts.join(" ");
+}
+
+/**
+ * Why a queued task waits: no node could run it even when idle, or every node
+ * that could is busy. Undefined means it fits now (the next round takes it).
+ */
+export function queueReason(task: TaskDemand, nodes: readonly NodeCapacity[]): string | undefined {
+  const idle = nodes.map((n) => ({ ...n, busyGpuIndices: new Set<number>(), running: 0 }));
+  if (placeTasks([task], idle).length === 0) {
+    return nodes.length === 0
+      ? "no node is connected"
+      : `no connected node can run it: it needs ${describeDemand(task)} on one node; it waits for one to join`;
+  }
+  if (placeTasks([task], nodes).length === 0) return "every node that fits is busy; it runs when a GPU frees up";
+  return undefined;
+}

@@ -2,13 +2,12 @@ import { sql } from "kysely";
 import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import type { Db } from "../db/database.js";
-import { reliability } from "../db/nodes.js";
-import type { GpuRow, RuntimeRow } from "../db/schema.js";
-import { loadNodeLoad } from "../db/attempts.js";
+import type { RuntimeRow } from "../db/schema.js";
 import { type AttemptToDispatch, assignmentMessage } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
-import { type NodeCapacity, type TaskDemand, placeTasks } from "./placement.js";
+import { loadNodeCapacity } from "./capacity.js";
+import { type TaskDemand, placeTasks } from "./placement.js";
 
 export interface SchedulerOptions {
   readonly db: Db;
@@ -92,29 +91,8 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
         .execute();
       if (queued.length === 0) return [];
 
-      const nodes = await tx
-        .selectFrom("nodes")
-        .select(["id", "gpus", "max_concurrent_tasks", "warm_app_ids", "completed_attempts", "lost_attempts"])
-        .where("state", "=", "ONLINE")
-        .where("gateway_id", "is not", null)
-        .execute();
-      if (nodes.length === 0) return [];
-      const load = await loadNodeLoad(
-        tx,
-        nodes.map((n) => n.id),
-      );
-      const capacity: NodeCapacity[] = nodes.map((n) => {
-        const l = load.get(n.id)!;
-        return {
-          id: n.id,
-          gpus: (n.gpus as GpuRow[]).map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
-          busyGpuIndices: l.busyGpuIndices,
-          running: l.running,
-          maxConcurrent: n.max_concurrent_tasks,
-          warmAppIds: new Set(n.warm_app_ids),
-          reliability: reliability(n),
-        };
-      });
+      const capacity = await loadNodeCapacity(tx);
+      if (capacity.length === 0) return [];
       const demands: TaskDemand[] = queued.map((t) => ({
         id: t.id,
         appId: t.app_id,

@@ -52,7 +52,9 @@ describe("scheduling", () => {
     const { task } = await ngpu.tasks.submit({ app: "two-gpus", input: { x: 1 } });
     // Scheduling rounds run at least every second; give it several.
     await new Promise((r) => setTimeout(r, 1500));
-    expect((await ngpu.tasks.get(task.id)).state).toBe(TaskState.QUEUED);
+    const waiting = await ngpu.tasks.get(task.id);
+    expect(waiting.state).toBe(TaskState.QUEUED);
+    expect(waiting.queueReason).toBe("no connected node can run it: it needs 2 GPUs on one node; it waits for one to join");
     workers.push(await startTestWorker(net, ["NVIDIA L4:24GiB:2"], { name: "pair" }));
     const done = await ngpu.tasks.wait(task.id, { timeoutMs: 15_000 });
     expect(done.state).toBe(TaskState.SUCCEEDED);
