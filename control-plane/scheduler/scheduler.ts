@@ -47,8 +47,8 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     while (pending && !stopped) {
       pending = false;
       try {
-        // A full batch means more may be waiting: go again at once.
-        while ((await runRound()) === batchSize && !stopped);
+        // Placed some: there may be more to place (GPUs freed meanwhile); stop at an empty round.
+        while ((await runRound()) > 0 && !stopped);
       } catch (err) {
         log.warn({ err }, "scheduling round failed");
         await new Promise((r) => setTimeout(r, 200));
@@ -64,6 +64,9 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   async function runRound(): Promise<number> {
     const dispatch = await db.transaction().execute(async (tx) => {
       await sql`SELECT pg_advisory_xact_lock(${SCHEDULER_LOCK_KEY})`.execute(tx);
+      const capacity = await loadNodeCapacity(tx);
+      const freeSlots = capacity.reduce((sum, n) => sum + Math.max(0, n.maxConcurrent - n.running), 0);
+      if (freeSlots === 0) return [];
       const queued = await tx
         .selectFrom("tasks as t")
         .innerJoin("apps as a", "a.id", "t.app_id")
@@ -85,14 +88,13 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
         .where((eb) => eb.or([eb("t.not_before", "is", null), eb("t.not_before", "<=", sql<Date>`now()`)]))
         .orderBy("t.priority", "desc")
         .orderBy("t.seq")
-        .limit(batchSize)
+        // No more than could start now (with room for backfill past tasks that fit nowhere):
+        // reading the whole queue each round would cost more than placing.
+        .limit(Math.min(batchSize, Math.max(32, freeSlots * 2)))
         .forUpdate("t")
         .skipLocked()
         .execute();
       if (queued.length === 0) return [];
-
-      const capacity = await loadNodeCapacity(tx);
-      if (capacity.length === 0) return [];
       const demands: TaskDemand[] = queued.map((t) => ({
         id: t.id,
         appId: t.app_id,
