@@ -146,36 +146,47 @@ export interface AttemptRef {
   readonly nodeId: string;
 }
 
+/** An attempt moving forward: STARTING (its app instance is starting) or RUNNING. */
+export interface AttemptProgress {
+  readonly ref: AttemptRef;
+  readonly state: "STARTING" | "RUNNING";
+  readonly coldStartMs: number;
+}
+
 /**
- * Moves the attempt (and its task, if the attempt is still the task's current
- * one and the task has not ended) forward to STARTING or RUNNING. Returns
- * false when the attempt is unknown, superseded or already ended.
+ * Moves attempts (and their tasks, where the attempt is still the task's
+ * current one and the task has not ended) forward to STARTING or RUNNING, many
+ * in one statement. For each: attemptOk false when the attempt is unknown,
+ * superseded or already ended.
  */
-export async function markAttemptProgressing(
-  db: Db,
-  ref: AttemptRef,
-  state: "STARTING" | "RUNNING",
-  coldStartMs: number,
-): Promise<{ attemptOk: boolean; taskChanged: boolean }> {
-  const from = state === "STARTING" ? ["ASSIGNED"] : ["ASSIGNED", "STARTING"];
-  const result = await sql<{ attempt_ok: number; task_changed: number }>`
-    WITH a AS (
-      UPDATE attempts SET state = ${state},
-        started_at = CASE WHEN ${state} = 'RUNNING' THEN now() ELSE started_at END,
-        cold_start_ms = GREATEST(cold_start_ms, ${coldStartMs})
-      WHERE id = ${ref.attemptId} AND task_id = ${ref.taskId} AND node_id = ${ref.nodeId}
-        AND fencing_token = ${ref.fencingToken} AND ended_at IS NULL
-      RETURNING id, task_id
+export async function markAttemptsProgressing(db: Db, items: readonly AttemptProgress[]): Promise<Array<{ attemptOk: boolean; taskChanged: boolean }>> {
+  if (items.length === 0) return [];
+  const values = sql.join(
+    items.map(
+      (i) =>
+        sql`(${i.ref.attemptId}::text, ${i.ref.taskId}::text, ${i.ref.nodeId}::text, ${i.ref.fencingToken}::bigint, ${i.state}::text, ${Math.round(i.coldStartMs)}::bigint)`,
+    ),
+  );
+  const result = await sql<{ id: string; task_changed: boolean }>`
+    WITH v(attempt_id, task_id, node_id, fencing_token, state, cold_start_ms) AS (VALUES ${values}),
+    a AS (
+      UPDATE attempts SET state = v.state,
+        started_at = CASE WHEN v.state = 'RUNNING' THEN now() ELSE attempts.started_at END,
+        cold_start_ms = GREATEST(attempts.cold_start_ms, v.cold_start_ms)
+      FROM v WHERE attempts.id = v.attempt_id AND attempts.task_id = v.task_id AND attempts.node_id = v.node_id
+        AND attempts.fencing_token = v.fencing_token AND attempts.ended_at IS NULL
+      RETURNING attempts.id, attempts.task_id, v.state, v.cold_start_ms
     ), t AS (
-      UPDATE tasks SET state = ${state},
-        started_at = CASE WHEN ${state} = 'RUNNING' THEN now() ELSE started_at END,
-        cold_start_ms = GREATEST(tasks.cold_start_ms, ${coldStartMs})
-      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN (${sql.join(from)})
+      UPDATE tasks SET state = a.state,
+        started_at = CASE WHEN a.state = 'RUNNING' THEN now() ELSE tasks.started_at END,
+        cold_start_ms = GREATEST(tasks.cold_start_ms, a.cold_start_ms)
+      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id
+        AND (tasks.state = 'ASSIGNED' OR (tasks.state = 'STARTING' AND a.state = 'RUNNING'))
       RETURNING tasks.id
     )
-    SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed`.execute(db);
-  const row = result.rows[0];
-  return { attemptOk: (row?.attempt_ok ?? 0) > 0, taskChanged: (row?.task_changed ?? 0) > 0 };
+    SELECT a.id, t.id IS NOT NULL AS task_changed FROM a LEFT JOIN t ON t.id = a.task_id`.execute(db);
+  const byId = new Map(result.rows.map((r) => [r.id, r.task_changed]));
+  return items.map((i) => ({ attemptOk: byId.has(i.ref.attemptId), taskChanged: byId.get(i.ref.attemptId) ?? false }));
 }
 
 export interface AttemptOutcome {
@@ -220,33 +231,9 @@ export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOut
       AND fencing_token = ${ref.fencingToken} AND ended_at IS NULL
     RETURNING id, task_id, node_id, gpu_ms`;
   const countCompleted = outcome.outcome === "RELEASED" ? 0 : 1;
-
   if (outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED") {
-    // The common path, in one statement (one round trip): it bounds throughput.
-    const output = outcome.outcome === "SUCCEEDED" ? JSON.stringify(outcome.output ?? null) : null;
-    const result = await sql<{ attempt_ok: number; task_changed: number }>`
-      WITH a AS (${endAttempt}),
-      n AS (UPDATE nodes SET completed_attempts = completed_attempts + 1 FROM a WHERE nodes.id = a.node_id RETURNING nodes.id),
-      t AS (
-        UPDATE tasks SET state = ${outcome.outcome}, ended_at = now(), output = ${output}::jsonb, error = ${outcome.error},
-          started_at = COALESCE(tasks.started_at, now()), execution_ms = ${executionMs}, gpu_ms = a.gpu_ms,
-          progress = CASE WHEN ${outcome.outcome} = 'SUCCEEDED'
-            THEN jsonb_build_object('percent', 100, 'step', COALESCE((tasks.progress->>'totalSteps')::int, 0),
-              'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', 'done')
-            ELSE tasks.progress END
-        FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
-        RETURNING tasks.id
-      ),
-      -- Cancelled while it ran: the task ended at the cancel, and now the worker says how long it ran.
-      c AS (
-        UPDATE tasks SET execution_ms = ${executionMs}, gpu_ms = a.gpu_ms
-        FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED' AND ${outcome.outcome} = 'CANCELLED'
-        RETURNING tasks.id
-      )
-      SELECT (SELECT count(*) FROM a)::int AS attempt_ok, (SELECT count(*) FROM t)::int AS task_changed,
-        (SELECT count(*) FROM n)::int AS n, (SELECT count(*) FROM c)::int AS c`.execute(db);
-    const row = result.rows[0];
-    return { attemptOk: (row?.attempt_ok ?? 0) > 0, taskChanged: (row?.task_changed ?? 0) > 0, requeued: false };
+    const [result] = await finishAttemptsPlainly(db, [{ ref, outcome: { ...outcome, outcome: outcome.outcome } }]);
+    return result!;
   }
 
   // Failures and releases decide between retrying and ending: a transaction, rarer.
@@ -281,6 +268,64 @@ export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOut
       .execute();
     return { attemptOk: true, taskChanged: true, requeued: false };
   });
+}
+
+/** A successful or cancelled attempt's end: no retry decision to make. */
+export interface PlainFinish {
+  readonly ref: AttemptRef;
+  readonly outcome: AttemptOutcome & { readonly outcome: "SUCCEEDED" | "CANCELLED" };
+}
+
+/**
+ * Ends many succeeded or cancelled attempts in one statement (one round trip and
+ * one commit for a whole batch: this path bounds task throughput), moving each
+ * task that is still on that attempt to the outcome. A task already cancelled
+ * gets the time its attempt ran.
+ */
+export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[]): Promise<FinishResult[]> {
+  if (items.length === 0) return [];
+  const values = sql.join(
+    items.map(({ ref, outcome: o }) => {
+      const executionMs = Math.max(0, Math.round(o.workerEndedAtMs - o.workerStartedAtMs));
+      const output = o.outcome === "SUCCEEDED" ? JSON.stringify(o.output ?? null) : null;
+      return sql`(${ref.attemptId}::text, ${ref.taskId}::text, ${ref.nodeId}::text, ${ref.fencingToken}::bigint, ${o.outcome}::text,
+        ${output}::jsonb, ${o.error}::text, ${Math.round(o.workerStartedAtMs)}::bigint, ${Math.round(o.workerEndedAtMs)}::bigint, ${executionMs}::bigint)`;
+    }),
+  );
+  const result = await sql<{ id: string; task_changed: boolean }>`
+    WITH v(attempt_id, task_id, node_id, fencing_token, outcome, output, error, started_ms, ended_ms, execution_ms) AS (VALUES ${values}),
+    a AS (
+      UPDATE attempts SET state = v.outcome, ended_at = now(), error = v.error,
+        worker_started_at_ms = v.started_ms, worker_ended_at_ms = v.ended_ms,
+        gpu_ms = v.execution_ms * jsonb_array_length(attempts.gpu_indices)
+      FROM v WHERE attempts.id = v.attempt_id AND attempts.task_id = v.task_id AND attempts.node_id = v.node_id
+        AND attempts.fencing_token = v.fencing_token AND attempts.ended_at IS NULL
+      RETURNING attempts.id, attempts.task_id, attempts.node_id, attempts.gpu_ms, v.outcome, v.output, v.error, v.execution_ms
+    ),
+    n AS (
+      UPDATE nodes SET completed_attempts = completed_attempts + c.k
+      FROM (SELECT node_id, count(*) AS k FROM a GROUP BY node_id) c WHERE nodes.id = c.node_id
+      RETURNING nodes.id
+    ),
+    t AS (
+      UPDATE tasks SET state = a.outcome, ended_at = now(), output = a.output, error = a.error,
+        started_at = COALESCE(tasks.started_at, now()), execution_ms = a.execution_ms, gpu_ms = a.gpu_ms,
+        progress = CASE WHEN a.outcome = 'SUCCEEDED'
+          THEN jsonb_build_object('percent', 100, 'step', COALESCE((tasks.progress->>'totalSteps')::int, 0),
+            'totalSteps', COALESCE((tasks.progress->>'totalSteps')::int, 0), 'message', 'done')
+          ELSE tasks.progress END
+      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
+      RETURNING tasks.id
+    ),
+    -- Cancelled while it ran: the task ended at the cancel, and now the worker says how long it ran.
+    c AS (
+      UPDATE tasks SET execution_ms = a.execution_ms, gpu_ms = a.gpu_ms
+      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED' AND a.outcome = 'CANCELLED'
+      RETURNING tasks.id
+    )
+    SELECT a.id, t.id IS NOT NULL AS task_changed FROM a LEFT JOIN t ON t.id = a.task_id`.execute(db);
+  const byId = new Map(result.rows.map((r) => [r.id, r.task_changed]));
+  return items.map((i) => ({ attemptOk: byId.has(i.ref.attemptId), taskChanged: byId.get(i.ref.attemptId) ?? false, requeued: false }));
 }
 
 /** Column values that put a task back in the queue, with no attempt. */

@@ -21,7 +21,19 @@ import { verifyEnrollmentToken } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { disconnectNode, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
 import type { GpuRow, ProgressRow } from "../db/schema.js";
-import { type AttemptRef, finishAttempt, markAttemptProgressing, requeueLostAttempts, saveProgress } from "../db/tasks.js";
+import {
+  type AttemptOutcome,
+  type AttemptProgress,
+  type AttemptRef,
+  type FinishResult,
+  finishAttempt,
+  finishAttemptsPlainly,
+  markAttemptsProgressing,
+  type PlainFinish,
+  requeueLostAttempts,
+  saveProgress,
+} from "../db/tasks.js";
+import { createBatcher } from "./batcher.js";
 import { assignmentMessage, cancelMessage } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
@@ -61,6 +73,8 @@ const OUTCOMES: Partial<Record<Outcome, "SUCCEEDED" | "FAILED" | "CANCELLED" | "
   [Outcome.RELEASED]: "RELEASED",
 };
 const MAX_LOG_CHARS = 4096;
+/** Task updates of one worker being written at once, at most (more wait: backpressure on the stream). */
+const MAX_UPDATES_IN_FLIGHT = 512;
 
 interface Session {
   readonly nodeId: string;
@@ -86,6 +100,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   const sessions = new Map<string, Session>();
   const seen = new Set<string>();
   const pendingProgress = new Map<string, { taskId: string; attemptId: string; progress: ProgressRow }>();
+  // Task updates from all workers, written many per statement.
+  const progressing = createBatcher((items: AttemptProgress[]) => markAttemptsProgressing(db, items));
+  const plainFinishes = createBatcher((items: PlainFinish[]) => finishAttemptsPlainly(db, items));
+  const finish = (ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> =>
+    outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED"
+      ? plainFinishes.add({ ref, outcome: { ...outcome, outcome: outcome.outcome } })
+      : finishAttempt(db, ref, outcome);
 
   // Liveness: any message counts. Written in one statement for all nodes, twice a second.
   const touchTimer = setInterval(() => {
@@ -229,7 +250,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       case "started": {
         const state = u.case === "coldStart" ? "STARTING" : "RUNNING";
         const coldStartMs = u.case === "started" ? Math.max(0, Math.min(Number(u.value.coldStartMs), 86_400_000)) : 0;
-        const result = await markAttemptProgressing(db, ref, state, coldStartMs);
+        const result = await progressing.add({ ref, state, coldStartMs });
         if (!result.attemptOk) {
           session.attempts.delete(update.attemptId);
           reject(session, "task_update: attempt is no longer current", update);
@@ -268,7 +289,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           return;
         }
         pendingProgress.delete(update.taskId);
-        const result = await finishAttempt(db, ref, {
+        const result = await finish(ref, {
           outcome,
           output: f.output ? (toJson(ValueSchema, f.output) as JsonValue) : null,
           error: f.error.slice(0, 10_000),
@@ -377,11 +398,35 @@ export function createGateway(options: GatewayOptions): Gateway {
       const pump = (async () => {
         await reconcile(session, hello);
         bus.wakeScheduler();
+        // Updates of different attempts are written concurrently (so they batch across
+        // attempts and workers); updates of one attempt stay in order.
+        const chains = new Map<string, Promise<void>>();
+        let failure: unknown;
         for (;;) {
           const next = await iterator.next();
           if (next.done) break;
-          await handle(session, next.value);
+          if (failure) throw failure;
+          const m = next.value.message;
+          if (m.case !== "taskUpdate") {
+            await handle(session, next.value);
+            continue;
+          }
+          if (chains.size >= MAX_UPDATES_IN_FLIGHT) await Promise.race(chains.values());
+          const key = m.value.attemptId;
+          const chain: Promise<void> = (chains.get(key) ?? Promise.resolve())
+            .then(() => handle(session, next.value))
+            .catch((err: unknown) => {
+              // Not recorded: end the stream, so the worker reconnects and sends its results again.
+              failure ??= err;
+              session.end("the control plane could not record an update; reconnect");
+            })
+            .finally(() => {
+              if (chains.get(key) === chain) chains.delete(key);
+            });
+          chains.set(key, chain);
         }
+        await Promise.all(chains.values());
+        if (failure) throw failure;
       })();
       pump.then(
         () => out.end(),
