@@ -162,7 +162,7 @@ async function main(): Promise<number> {
         warmSeconds: int(values, "warm-seconds", TELEMETRY_DEFAULTS.warmSeconds, 1, 60),
         continueAfterFailure: values["keep-going"] === true,
       });
-      const columns = Object.keys(run.steps[0] ?? {}).filter((k) => k !== "part");
+      const columns = [...new Set(run.steps.flatMap((r) => Object.keys(r)))].filter((k) => k !== "part" && k !== "cp_warning_first");
       printColumns("telemetry ingest, one control-plane process (one column per step, over its measured window)", run.steps, columns);
       printTable("telemetry ingest: summary", Object.entries(run.summary));
       for (const r of [...run.steps, run.summary]) emit(r);

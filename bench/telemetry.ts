@@ -139,6 +139,7 @@ export async function runTelemetry(options: TelemetryOptions): Promise<Telemetry
         rejections: l1.rejections,
         stream_errors: l1.streamErrors,
         cp_warnings: c1.warnings,
+        ...(c1.warnings > 0 ? { cp_warning_first: c1.firstWarnings[0]!.slice(0, 200) } : {}),
         sustained: sustained ? "yes" : !generatorKeptUp ? "no (load generator fell behind)" : "no",
       });
       if (!sustained && !options.continueAfterFailure) break;

@@ -66,7 +66,7 @@ export async function runWorkerBinary(options: WorkerBinaryOptions): Promise<Res
     const t0 = performance.now();
     const worker = spawn(
       BINARY,
-      ["--control-plane", net.url, "--token", net.enrollmentToken, "--simulate-gpu", "NVIDIA GeForce RTX 3090:24GiB", "--data-dir", dataDir, "--name", "bench-binary", "--log-level", "warn"],
+      ["--control-plane", net.url, "--token", net.enrollmentToken, "--simulate-gpu", "NVIDIA GeForce RTX 3090:24GiB", "--data-dir", dataDir, "--name", "bench-binary", "--log-level", "error"],
       { stdio: ["ignore", "ignore", "inherit"] },
     );
     const pid = worker.pid;
