@@ -1,4 +1,4 @@
-// NGPU benchmarks: `npm run bench -- [latency|throughput|telemetry|worker|all] [options]`.
+// NGPU benchmarks: `npm run bench -- [latency|throughput|telemetry|failover|worker|all] [options]`.
 // Each part prints a table and one JSON line per result (prefixed "BENCH ").
 // See docs/BENCHMARKS.md for what each part measures.
 import { appendFileSync } from "node:fs";
@@ -9,16 +9,18 @@ import { median, printColumns, printTable, r2, type Result } from "./stats.js";
 import { runTelemetry, TELEMETRY_DEFAULTS } from "./telemetry.js";
 import { runThroughput, THROUGHPUT_DEFAULTS } from "./throughput.js";
 import { runWorkerBinary, WORKER_BINARY_DEFAULTS } from "./worker-binary.js";
+import { FAILOVER_DEFAULTS, runFailover } from "./failover.js";
 
-const PARTS = ["latency", "throughput", "telemetry", "worker"] as const;
+const PARTS = ["latency", "throughput", "telemetry", "failover", "worker"] as const;
 type Part = (typeof PARTS)[number];
 
-const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|worker|all] [options]
+const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|all] [options]
 
 Parts (default all):
   latency      submit → start latency on an idle network (1 worker)
   throughput   no-op task throughput with 20 simulated workers
   telemetry    GPU telemetry ingest of one control plane, ramped
+  failover     SIGKILL of a worker running a task → the task running on another node
   worker       the worker binary: size, start-up time, idle RSS
 
 Options:
@@ -30,6 +32,7 @@ Options:
               --db-pool N (10)
   telemetry:  --steps LIST (1000,2500,5000,10000,20000 GPUs) --gpus-per-node N (8)
               --step-seconds N (10) --warm-seconds N (3) --keep-going (ramp on after a failed step)
+  failover:   --trials N (20) --failover-workers N (3)
   worker:     --startup-runs N (20) --idle-seconds N (5) --build (rebuild dist/ngpu-worker first)
 
 Environment:
@@ -62,6 +65,8 @@ async function main(): Promise<number> {
       concurrency: { type: "string" },
       workers: { type: "string" },
       "worker-procs": { type: "string" },
+      trials: { type: "string" },
+      "failover-workers": { type: "string" },
       "gpu-spec": { type: "string" },
       "e2e-tasks": { type: "string" },
       "db-pool": { type: "string" },
@@ -166,6 +171,14 @@ async function main(): Promise<number> {
       printColumns("telemetry ingest, one control-plane process (one column per step, over its measured window)", run.steps, columns);
       printTable("telemetry ingest: summary", Object.entries(run.summary));
       for (const r of [...run.steps, run.summary]) emit(r);
+    }
+    if (part === "failover") {
+      const r = await runFailover({
+        trials: int(values, "trials", FAILOVER_DEFAULTS.trials, 1, 1000),
+        workers: int(values, "failover-workers", FAILOVER_DEFAULTS.workers, 2, 32),
+      });
+      printTable("failover", Object.entries(r));
+      emit(r);
     }
     if (part === "worker") {
       const r = await runWorkerBinary({
