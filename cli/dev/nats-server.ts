@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { delimiter, join } from "node:path";
+import { pickFreePort } from "../../worker/runtime/free-port.js";
 
 export interface LocalNatsServer {
   readonly url: string;
@@ -15,16 +16,6 @@ export function findNatsServer(env: Readonly<Record<string, string | undefined>>
   return dirs.map((d) => join(d, "nats-server")).find((p) => existsSync(p));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -40,7 +31,7 @@ function accepts(port: number): Promise<boolean> {
  */
 export async function startLocalNatsServer(binary: string, dataDir: string, fixedPort?: number): Promise<LocalNatsServer> {
   mkdirSync(dataDir, { recursive: true });
-  const port = fixedPort ?? (await freePort());
+  const port = fixedPort ?? (await pickFreePort());
   const child: ChildProcess = spawn(binary, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dataDir], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -13,20 +12,11 @@ import { createNgpuClient } from "../../sdk/index.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { testPrefix } from "../helpers/network.js";
 import { eventually } from "../helpers/workers.js";
+import { pickFreePort } from "../../worker/runtime/free-port.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const TASKS = 300;
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => (typeof a === "object" && a ? res(a.port) : rej(new Error("no port"))));
-    });
-  });
-}
 
 /**
  * Bounded chaos on loopback: a few hundred tasks over several worker and
@@ -61,7 +51,7 @@ describe("chaos", () => {
     db = await openDatabase({ kind: "postgres", url: database.url, poolSize: 4 });
     const natsBinary = findNatsServer(process.env);
     expect(natsBinary, "nats-server must be installed").toBeDefined();
-    const natsPort = await freePort();
+    const natsPort = await pickFreePort();
     const natsDir = join(dir, "nats");
     nats = await startLocalNatsServer(natsBinary!, natsDir, natsPort);
     const ws = await createWorkspace(db, "chaos");
@@ -82,7 +72,7 @@ describe("chaos", () => {
     });
 
     const prefix = testPrefix();
-    const ports = [await freePort(), await freePort()];
+    const ports = [await pickFreePort(), await pickFreePort()];
     const cpEnv = (port: number) => ({
       DATABASE_URL: database!.url,
       NATS_URL: nats!.url,

@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -13,19 +12,10 @@ import type { Worker } from "../../worker/worker.js";
 import { TEST_NATS_URL, testPrefix } from "../helpers/network.js";
 import { builtin, client } from "../helpers/sdk.js";
 import { eventually, startTestWorker } from "../helpers/workers.js";
+import { pickFreePort } from "../../worker/runtime/free-port.js";
 
 const PG_BIN = existsSync("/usr/lib/postgresql") ? join("/usr/lib/postgresql", readdirSync("/usr/lib/postgresql").sort().at(-1)!, "bin") : "";
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => (typeof a === "object" && a ? res(a.port) : rej(new Error("no port"))));
-    });
-  });
-}
 
 /**
  * A Postgres restart, on a private Postgres server of the test's own (the
@@ -58,7 +48,7 @@ describe("Postgres restart", () => {
   it("answers UNAVAILABLE while Postgres is down and recovers by itself", async () => {
     if (process.getuid?.() === 0) chownSync(dir, 101, 104);
     asPostgres("initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-    port = await freePort();
+    port = await pickFreePort();
     pgCtl("start");
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
     cp = await startControlPlane(

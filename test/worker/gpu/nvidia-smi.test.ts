@@ -105,9 +105,11 @@ describe("createNvidiaSmiReader", () => {
     expect(reading.gpus.map((gpu) => gpu.migEnabled)).toStrictEqual([true, false]);
   });
 
-  it("replays a real H100 capture", async (context) => {
-    const bundle = join(corpusDir, "nvidia_gpu_exporter/internal/captures/linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt");
-    if (!existsSync(bundle)) context.skip();
+  // The shared corpus is beside the repository on CI and dev machines; where it is not, there
+  // is no such test (rather than a skipped one).
+  const h100Bundle = join(corpusDir, "nvidia_gpu_exporter/internal/captures/linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt");
+  if (existsSync(h100Bundle)) it("replays a real H100 capture", async () => {
+    const bundle = h100Bundle;
     const lines = readFileSync(bundle, "utf8").split("\n");
     const command = lines.findIndex((line) => line.startsWith("# $ nvidia-smi --query-gpu="));
     const fixture = join(dir, "h100.csv");
