@@ -64,7 +64,10 @@ export async function startFakeWorker(
       for await (const m of down as AsyncIterable<ConnectResponse>) {
         const msg = m.message;
         if (msg.case === "welcome") resolveWelcome(msg.value.nodeId);
-        else if (msg.case === "assignment") assignments.push(msg.value);
+        // A re-sent assignment (the control plane re-drives unacknowledged ones) is the same attempt: ignore it, as a worker does.
+        else if (msg.case === "assignment") {
+          if (!assignments.some((a) => a.attemptId === msg.value.attemptId)) assignments.push(msg.value);
+        }
         else if (msg.case === "cancel") cancels.push(msg.value);
         else if (msg.case === "rejection") rejections.push(msg.value.reason);
         for (const w of waiters) w();
