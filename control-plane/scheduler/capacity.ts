@@ -1,31 +1,38 @@
-import { loadNodeLoad } from "../db/attempts.js";
+import { sql } from "kysely";
 import type { Db } from "../db/database.js";
 import { reliability } from "../db/nodes.js";
 import type { GpuRow } from "../db/schema.js";
 import type { NodeCapacity } from "./placement.js";
 
-/** The nodes that take work now (online, stream held), with what is free on each. */
+/**
+ * The nodes that take work now (online, stream held), with what is free on
+ * each: one query, since it runs in every scheduling round.
+ */
 export async function loadNodeCapacity(db: Db): Promise<NodeCapacity[]> {
-  const nodes = await db
-    .selectFrom("nodes")
-    .select(["id", "gpus", "max_concurrent_tasks", "warm_app_ids", "completed_attempts", "lost_attempts"])
-    .where("state", "=", "ONLINE")
-    .where("gateway_id", "is not", null)
-    .execute();
-  const load = await loadNodeLoad(
-    db,
-    nodes.map((n) => n.id),
-  );
-  return nodes.map((n) => {
-    const l = load.get(n.id)!;
-    return {
-      id: n.id,
-      gpus: (n.gpus as GpuRow[]).map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
-      busyGpuIndices: l.busyGpuIndices,
-      running: l.running,
-      maxConcurrent: n.max_concurrent_tasks,
-      warmAppIds: new Set(n.warm_app_ids),
-      reliability: reliability(n),
-    };
-  });
+  const rows = await sql<{
+    id: string;
+    gpus: GpuRow[];
+    max_concurrent_tasks: number;
+    warm_app_ids: string[];
+    completed_attempts: number;
+    lost_attempts: number;
+    running: number;
+    busy: number[][] | null;
+  }>`
+    SELECT n.id, n.gpus, n.max_concurrent_tasks, n.warm_app_ids, n.completed_attempts, n.lost_attempts, l.running, l.busy
+    FROM nodes n
+    CROSS JOIN LATERAL (
+      SELECT count(*)::int AS running, jsonb_agg(a.gpu_indices) AS busy
+      FROM attempts a WHERE a.node_id = n.id AND a.ended_at IS NULL
+    ) l
+    WHERE n.state = 'ONLINE' AND n.gateway_id IS NOT NULL`.execute(db);
+  return rows.rows.map((n) => ({
+    id: n.id,
+    gpus: n.gpus.map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
+    busyGpuIndices: new Set((n.busy ?? []).flat()),
+    running: n.running,
+    maxConcurrent: n.max_concurrent_tasks,
+    warmAppIds: new Set(n.warm_app_ids),
+    reliability: reliability({ completed_attempts: Number(n.completed_attempts), lost_attempts: Number(n.lost_attempts) }),
+  }));
 }
