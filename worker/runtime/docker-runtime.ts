@@ -5,12 +5,11 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AppInstance, InstanceExit } from "./app-instance.js";
-import { createCogClient } from "./cog-client.js";
 import { AppStartError } from "./errors.js";
 import { pickFreePort } from "./free-port.js";
 import { createOutputTail } from "./output-tail.js";
 import { DEFAULT_HEALTH_POLL_INTERVAL_MS, DEFAULT_OUTPUT_TAIL_BYTES, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS } from "./process-runtime.js";
-import { waitForReady } from "./wait-for-ready.js";
+import { clientWhenReady } from "./wait-for-ready.js";
 
 /** Port Cog's HTTP server listens on inside its images. */
 export const COG_CONTAINER_PORT = 5000;
@@ -195,21 +194,16 @@ export async function startDockerInstance(options: DockerRuntimeOptions): Promis
     return stopping;
   };
 
-  const baseUrl = `http://${host.includes(":") ? `[${host}]` : host}:${hostPort}`;
-  const client = createCogClient({ baseUrl });
-  try {
-    await waitForReady({
-      client,
-      timeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
-      intervalMs: options.healthPollIntervalMs ?? DEFAULT_HEALTH_POLL_INTERVAL_MS,
-      exited,
-      outputTail: () => tail.text(),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const { baseUrl, client } = await clientWhenReady({
+    host,
+    port: hostPort,
+    readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    healthPollIntervalMs: options.healthPollIntervalMs ?? DEFAULT_HEALTH_POLL_INTERVAL_MS,
+    exited,
+    outputTail: () => tail.text(),
+    signal: options.signal,
+    stop,
+  });
 
   return {
     kind: "docker",

@@ -4,11 +4,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AppInstance, InstanceExit } from "./app-instance.js";
-import { createCogClient } from "./cog-client.js";
 import { AppStartError } from "./errors.js";
 import { pickFreePort } from "./free-port.js";
 import { createOutputTail } from "./output-tail.js";
-import { waitForReady } from "./wait-for-ready.js";
+import { clientWhenReady } from "./wait-for-ready.js";
 
 export const DEFAULT_READY_TIMEOUT_MS = 120_000;
 export const DEFAULT_HEALTH_POLL_INTERVAL_MS = 50;
@@ -171,21 +170,16 @@ export async function startProcessInstance(options: ProcessRuntimeOptions): Prom
     return stopping;
   };
 
-  const baseUrl = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  const client = createCogClient({ baseUrl });
-  try {
-    await waitForReady({
-      client,
-      timeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
-      intervalMs: options.healthPollIntervalMs ?? DEFAULT_HEALTH_POLL_INTERVAL_MS,
-      exited,
-      outputTail: () => tail.text(),
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  const { baseUrl, client } = await clientWhenReady({
+    host,
+    port: port,
+    readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    healthPollIntervalMs: options.healthPollIntervalMs ?? DEFAULT_HEALTH_POLL_INTERVAL_MS,
+    exited,
+    outputTail: () => tail.text(),
+    signal: options.signal,
+    stop,
+  });
   const coldStartMs = Math.round(performance.now() - startedAt);
 
   return {

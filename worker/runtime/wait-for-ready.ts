@@ -1,7 +1,7 @@
 // Polls a starting app's health-check until it is READY: the end of its cold start.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { InstanceExit } from "./app-instance.js";
-import type { CogClient } from "./cog-client.js";
+import { type CogClient, createCogClient } from "./cog-client.js";
 import { AppStartError, CogError } from "./errors.js";
 
 export interface WaitForReadyOptions {
@@ -73,4 +73,41 @@ export async function waitForReady(options: WaitForReadyOptions): Promise<void> 
   } finally {
     stop.abort();
   }
+}
+
+/** How a runtime's instance is reached and watched while it starts. */
+export interface StartingInstance {
+  readonly host: string;
+  readonly port: number;
+  readonly readyTimeoutMs: number;
+  readonly healthPollIntervalMs: number;
+  readonly exited: Promise<InstanceExit>;
+  readonly outputTail: () => string;
+  readonly signal?: AbortSignal | undefined;
+  /** Stops the instance when it does not get ready. */
+  readonly stop: () => Promise<unknown>;
+}
+
+/**
+ * The client of a starting instance once it is READY; if it is not (it exits,
+ * fails setup, times out, or the signal aborts), the instance is stopped and
+ * the error thrown. Shared by every runtime.
+ */
+export async function clientWhenReady(i: StartingInstance): Promise<{ baseUrl: string; client: CogClient }> {
+  const baseUrl = `http://${i.host.includes(":") ? `[${i.host}]` : i.host}:${i.port}`;
+  const client = createCogClient({ baseUrl });
+  try {
+    await waitForReady({
+      client,
+      timeoutMs: i.readyTimeoutMs,
+      intervalMs: i.healthPollIntervalMs,
+      exited: i.exited,
+      outputTail: i.outputTail,
+      ...(i.signal ? { signal: i.signal } : {}),
+    });
+  } catch (err) {
+    await i.stop();
+    throw err;
+  }
+  return { baseUrl, client };
 }
