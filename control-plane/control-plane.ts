@@ -103,7 +103,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   }
 
   const scheduler = startScheduler({ db, bus, logger });
-  const monitor = startNodeMonitor({ db, bus, logger, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
+  const monitor = startNodeMonitor({ db, bus, logger, replicaId, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
   logger.info({ url: server.url }, "control plane listening");
 
   let stopping: Promise<void> | undefined;
@@ -121,6 +121,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     shutdown() {
       stopping ??= (async () => {
         health.shutdown();
+        gateway.beginShutdown();
         clearInterval(compactTimer);
         await scheduler.shutdown();
         await monitor.shutdown();

@@ -166,6 +166,13 @@ const migrations: Record<string, Migration> = {
       await runStatements(db, "ALTER TABLE workspaces ADD COLUMN operator boolean NOT NULL DEFAULT false");
     },
   },
+  "0004_replica_presence": {
+    async up(db: Kysely<any>): Promise<void> {
+      // Each control-plane replica says it is alive here; a node held by a replica that died is
+      // not judged by its silence (nobody was listening) until its worker had time to reconnect.
+      await runStatements(db, "CREATE TABLE control_planes (id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), last_seen_at timestamptz NOT NULL DEFAULT now())");
+    },
+  },
 };
 
 /** One statement at a time: the extended query protocol (PGlite, parameters) takes only one. */

@@ -167,7 +167,15 @@ export interface GpuSampleTable {
   ecc_uncorrected_errors: number | null;
 }
 
+export interface ControlPlaneTable {
+  id: string;
+  started_at: DefaultedTimestamp;
+  last_seen_at: DefaultedTimestamp;
+}
+
 export interface Database {
+  /** Control-plane replicas and when each was last alive. */
+  control_planes: ControlPlaneTable;
   workspaces: WorkspaceTable;
   api_keys: ApiKeyTable;
   enrollment_tokens: EnrollmentTokenTable;

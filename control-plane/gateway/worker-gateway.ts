@@ -62,6 +62,8 @@ export interface Gateway {
   readonly service: ServiceImpl<typeof WorkerService>;
   /** Nodes whose stream this replica holds. */
   connectedNodes(): string[];
+  /** From now on, streams that end are this replica's doing, not the nodes'. */
+  beginShutdown(): void;
   shutdown(): Promise<void>;
 }
 
@@ -98,6 +100,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const { db, bus, logger, history, gatewayId } = options;
   const log = logger.child({ component: "gateway" });
   const sessions = new Map<string, Session>();
+  let stopping = false;
   const seen = new Set<string>();
   const pendingProgress = new Map<string, { taskId: string; attemptId: string; progress: ProgressRow }>();
   // Task updates from all workers, written many per statement.
@@ -441,7 +444,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         unsubscribe();
         if (sessions.get(nodeId) === session) {
           sessions.delete(nodeId);
-          await disconnectNode(db, nodeId, gatewayId).catch((err) => log2.warn({ err }, "could not mark node offline"));
+          // When this replica stops, the node did not leave: it will reconnect to a replica, and
+          // until then it is judged as a node whose replica is gone (see the monitor).
+          if (!stopping) await disconnectNode(db, nodeId, gatewayId).catch((err) => log2.warn({ err }, "could not mark node offline"));
         }
         log2.info("worker disconnected");
       }
@@ -451,7 +456,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   return {
     service,
     connectedNodes: () => [...sessions.keys()],
+    beginShutdown() {
+      stopping = true;
+    },
     async shutdown() {
+      stopping = true;
       for (const t of [touchTimer, progressTimer, redispatchTimer]) clearInterval(t);
       if (pendingProgress.size > 0) await saveProgress(db, [...pendingProgress.values()]).catch(() => {});
     },

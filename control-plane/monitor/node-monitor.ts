@@ -18,7 +18,18 @@ export interface NodeMonitorOptions {
   readonly cancelGraceMs?: number;
   /** How often to look. Default 250 ms. */
   readonly checkIntervalMs?: number;
+  /** This replica's id, kept alive in control_planes while the monitor runs. */
+  readonly replicaId: string;
+  /**
+   * A node whose control-plane replica died (or that no replica watched, before this one
+   * started) is given this long to reconnect before its silence counts. It covers the
+   * worker's reconnect backoff (at most 10 s, with jitter). Default 15000 ms.
+   */
+  readonly orphanGraceMs?: number;
 }
+
+/** A replica not seen for this long is taken as gone. */
+const REPLICA_GONE_SECS = 3;
 
 export interface NodeMonitor {
   /** One check now; resolves with the tasks it moved. */
@@ -42,13 +53,29 @@ export function startNodeMonitor(options: NodeMonitorOptions): NodeMonitor {
   const lostAfterSecs = (options.lostAfterMs ?? 3_000) / 1000;
   const graceSecs = (options.reconnectGraceMs ?? 1_000) / 1000;
   const cancelGraceMs = options.cancelGraceMs ?? 10_000;
+  const orphanGraceSecs = (options.orphanGraceMs ?? 15_000) / 1000;
   let running: Promise<string[]> | undefined;
 
   async function check(): Promise<string[]> {
     const moved: string[] = [];
+    await sql`
+      INSERT INTO control_planes (id) VALUES (${options.replicaId})
+      ON CONFLICT (id) DO UPDATE SET last_seen_at = now()`.execute(db);
+    // Silence counts only while a live replica listens: the node's own gateway is alive and hears
+    // nothing, or its gateway died long enough ago (and this replica has run long enough) that the
+    // worker would have reconnected by now if it could.
     const lostNodes = await sql<{ id: string }>`
+      WITH live AS (SELECT id, started_at FROM control_planes WHERE last_seen_at > now() - make_interval(secs => ${REPLICA_GONE_SECS})),
+      watching_since AS (SELECT min(started_at) AS t FROM live)
       UPDATE nodes SET state = 'LOST', gateway_id = NULL
       WHERE state IN ('ONLINE', 'DRAINING') AND last_heartbeat_at < now() - make_interval(secs => ${lostAfterSecs})
+        AND (
+          gateway_id IN (SELECT id FROM live)
+          OR (
+            last_heartbeat_at < now() - make_interval(secs => ${orphanGraceSecs})
+            AND (SELECT t FROM watching_since) < now() - make_interval(secs => ${orphanGraceSecs})
+          )
+        )
       RETURNING id`.execute(db);
     for (const n of lostNodes.rows) log.warn({ node: n.id }, "node lost: no heartbeat");
 
@@ -99,6 +126,8 @@ export function startNodeMonitor(options: NodeMonitorOptions): NodeMonitor {
     async shutdown() {
       clearInterval(timer);
       await running;
+      // A clean stop: the nodes this replica held will reconnect elsewhere, judged by their own replica.
+      await db.deleteFrom("control_planes").where("id", "=", options.replicaId).execute().catch(() => {});
     },
   };
 }

@@ -8,7 +8,7 @@ import { deployApp } from "../../control-plane/db/apps.js";
 import { createApiKey, createEnrollmentToken, createWorkspace } from "../../control-plane/db/credentials.js";
 import { type Db, openDatabase } from "../../control-plane/db/database.js";
 import { TERMINAL_STATES } from "../../control-plane/db/tasks.js";
-import { createNgpuClient } from "../../sdk/index.js";
+import { createNgpuClient, TaskState } from "../../sdk/index.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { testPrefix } from "../helpers/network.js";
 import { eventually } from "../helpers/workers.js";
@@ -148,4 +148,76 @@ describe("chaos", () => {
       await ngpu.close();
     }
   }, 240_000);
+});
+
+/**
+ * The only control plane dies (kill -9) while a task runs and comes back after
+ * longer than the heartbeat threshold: the worker kept running the task and
+ * reports it; nothing is run twice and the node is not counted as having lost work.
+ */
+describe("the only control plane restarting", () => {
+  let database: TestDatabase | undefined;
+  let db: Db | undefined;
+  const children = new Set<ChildProcess>();
+  const dir = mkdtempSync(join(tmpdir(), "ngpu-restart-"));
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await db?.destroy();
+    await database?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("loses no running task and restarts none", async () => {
+    database = await createTestDatabase();
+    db = await openDatabase({ kind: "postgres", url: database.url, poolSize: 2 });
+    const ws = await createWorkspace(db, "restart");
+    const { key } = await createApiKey(db, ws.id);
+    const { token } = await createEnrollmentToken(db);
+    await deployApp(db, ws.id, {
+      name: "sleepy",
+      description: "",
+      runtime: { kind: "builtin", name: "sleep" },
+      gpuCount: 1,
+      gpuMinMemoryBytes: 0,
+      gpuModels: [],
+      env: {},
+      inputSchema: undefined,
+      timeoutMs: 0,
+      maxAttempts: 3,
+      queueTtlMs: 0,
+    });
+    const port = await pickFreePort();
+    const url = `http://127.0.0.1:${port}`;
+    const env = { ...process.env, DATABASE_URL: database.url, NATS_URL: process.env.NGPU_TEST_NATS_URL ?? "nats://127.0.0.1:4222", NGPU_NATS_PREFIX: testPrefix(), NGPU_LISTEN: `127.0.0.1:${port}`, NGPU_LOG_LEVEL: "silent" };
+    const spawnNode = (args: string[]) => {
+      const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, env, stdio: "ignore" });
+      children.add(child);
+      return child;
+    };
+    const health = () => fetch(`${url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }).then((r) => (r.ok ? true : undefined), () => undefined);
+    let cp = spawnNode(["cli/main.ts", "control-plane"]);
+    await eventually(health, 30_000, "control plane up");
+    spawnNode(["worker/bin.ts", "--control-plane", url, "--token", token, "--simulate-gpu", "NVIDIA GeForce RTX 3090:24GiB", "--data-dir", join(dir, "w"), "--log-level", "silent"]);
+    const ngpu = createNgpuClient({ baseUrl: url, apiKey: key });
+    try {
+      await eventually(async () => ((await ngpu.nodes.list()).nodes.length === 1 ? true : undefined), 30_000, "worker joined");
+      const { task } = await ngpu.tasks.submit({ app: "sleepy", input: { seconds: 6 } });
+      await eventually(async () => ((await ngpu.tasks.get(task.id)).state === TaskState.RUNNING ? true : undefined), 15_000, "task running");
+      cp.kill("SIGKILL");
+      // Down for longer than the 3 s heartbeat threshold.
+      await new Promise((r) => setTimeout(r, 4_500));
+      cp = spawnNode(["cli/main.ts", "control-plane"]);
+      await eventually(health, 30_000, "control plane back");
+      const done = await ngpu.tasks.wait(task.id, { timeoutMs: 40_000 });
+      expect(done.state).toBe(TaskState.SUCCEEDED);
+      expect(done.attemptCount).toBe(1);
+      const attempts = await db.selectFrom("attempts").select("state").where("task_id", "=", task.id).execute();
+      expect(attempts.map((a) => a.state)).toEqual(["SUCCEEDED"]);
+      const node = (await ngpu.nodes.list()).nodes[0]!;
+      expect(Number(node.lostAttempts)).toBe(0);
+    } finally {
+      await ngpu.close();
+    }
+  }, 120_000);
 });
