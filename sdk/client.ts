@@ -19,6 +19,7 @@ import {
 } from "./requests.js";
 import { isTerminal } from "./task-state.js";
 import { createOwnedTransport, type NgpuHttpVersion, type NgpuProtocol } from "./transport.js";
+import { setMaxListeners } from "node:events";
 
 /** Default deadline of a unary call, in ms. Streams (watch) have none unless asked. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -171,6 +172,8 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   }
 
   const closed = new AbortController();
+  // Every call links its own signal to this one; many concurrent calls are normal, not a leak.
+  setMaxListeners(0, closed.signal);
   const authorization = `Bearer ${options.apiKey}`;
   const auth: Interceptor = (next) => async (req) => {
     if (closed.signal.aborted) throw new ConnectError("the NGPU client is closed", Code.Canceled);

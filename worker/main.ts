@@ -36,7 +36,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         logger.warn({ signal }, "second signal: stopping now");
         process.exit(130);
       }
-      logger.info({ signal }, "draining: no new tasks; running ones may finish");
+      logger.info({ signal }, "signal received: stopping");
       void worker.shutdown().then(resolve);
     };
     process.on("SIGINT", onSignal);

@@ -256,7 +256,12 @@ export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOut
       const waitMs = outcome.outcome === "RELEASED" ? 0 : retryBackoffMs(task.attempt_count);
       await tx
         .updateTable("tasks")
-        .set({ ...REQUEUE, not_before: sql`now() + make_interval(secs => ${waitMs / 1000})` as never })
+        .set({
+          ...REQUEUE,
+          not_before: sql`now() + make_interval(secs => ${waitMs / 1000})` as never,
+          // Work handed back is not a try: it does not count towards max_attempts.
+          ...(outcome.outcome === "RELEASED" ? { attempt_count: sql`attempt_count - 1` as never } : {}),
+        })
         .where("id", "=", ref.taskId)
         .execute();
       return { attemptOk: true, taskChanged: true, requeued: true };
@@ -317,10 +322,11 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
       FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
       RETURNING tasks.id
     ),
-    -- Cancelled while it ran: the task ended at the cancel, and now the worker says how long it ran.
+    -- Cancelled while it ran (the cancel won, whatever the attempt then did): the task ended at
+    -- the cancel, and now the worker says how long it ran.
     c AS (
       UPDATE tasks SET execution_ms = a.execution_ms, gpu_ms = a.gpu_ms
-      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED' AND a.outcome = 'CANCELLED'
+      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED'
       RETURNING tasks.id
     )
     SELECT a.id, t.id IS NOT NULL AS task_changed FROM a LEFT JOIN t ON t.id = a.task_id`.execute(db);

@@ -240,6 +240,8 @@ describe("failures: liveness, fencing, retries, timeouts, cancel, drain", () => 
     // The long task was given back, not failed: it waits for another node.
     await until(long.id, TaskState.QUEUED);
     expect((await ngpu.tasks.get(long.id)).attempts.map((x) => x.state)).toEqual(["RELEASED"]);
+    // Handed back is not a try: it does not use up max_attempts.
+    expect((await ngpu.tasks.get(long.id)).attemptCount).toBe(0);
     expect(await state(later.id)).toBe(TaskState.QUEUED);
     const other = await startTestWorker(net, ["NVIDIA Drain Test:24GiB:2"], { name: "takes-over" });
     try {

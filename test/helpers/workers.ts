@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSimulatedGpuSpec } from "../../worker/gpu/simulated-gpu.js";
@@ -12,12 +12,13 @@ export async function startTestWorker(
   gpus: string[] = ["NVIDIA GeForce RTX 3090:24GiB"],
   options: { name?: string; maxConcurrentTasks?: number; url?: string } = {},
 ): Promise<Worker> {
+  const dataDir = mkdtempSync(join(tmpdir(), "ngpu-worker-"));
   const worker = await startWorker(
     {
       controlPlaneUrl: options.url ?? net.url,
       enrollmentToken: net.enrollmentToken,
       name: options.name ?? "test-worker",
-      dataDir: mkdtempSync(join(tmpdir(), "ngpu-worker-")),
+      dataDir,
       simulateGpus: gpus.map(parseSimulatedGpuSpec),
       nvidiaSmiPath: "nvidia-smi",
       maxConcurrentTasks: options.maxConcurrentTasks ?? 0,
@@ -26,7 +27,13 @@ export async function startTestWorker(
     { logger: createLogger(process.env.NGPU_TEST_LOG_LEVEL ?? "silent"), appBaseEnv: process.env },
   );
   await worker.ready;
-  return worker;
+  // The data folder goes with the worker.
+  return Object.assign(Object.create(worker) as Worker, {
+    async shutdown(graceMs?: number) {
+      await worker.shutdown(graceMs);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
 }
 
 /** Polls until check returns a value (not undefined), or fails after timeoutMs. */

@@ -91,7 +91,7 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
           options.onMessage(message);
         }
       }
-      log.warn("control plane closed the stream");
+      if (!closing) log.warn("control plane closed the stream");
     } catch (err) {
       if (stopped.signal.aborted) return "failed";
       const e = ConnectError.from(err);

@@ -145,7 +145,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     const endedAtMs = Date.now();
     startedAtMs ??= endedAtMs;
     const result = entry.released
-      ? { outcome: Outcome.RELEASED, error: "released: the worker is shutting down" }
+      ? { outcome: Outcome.RELEASED, error: "released: the node is draining" }
       : timedOut
         ? { outcome: Outcome.FAILED, error: `execution timed out after ${timeoutMs} ms` }
         : outcome.status === "succeeded"
@@ -222,7 +222,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     idle: () => (running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
     release(a) {
       const now = BigInt(Date.now());
-      send(update(a, { case: "finished", value: { outcome: Outcome.RELEASED, error: "released: the worker is shutting down", startedAtMs: now, endedAtMs: now } }));
+      send(update(a, { case: "finished", value: { outcome: Outcome.RELEASED, error: "released: the node is draining", startedAtMs: now, endedAtMs: now } }));
     },
     async releaseAll() {
       for (const r of running.values()) {
