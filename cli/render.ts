@@ -215,6 +215,7 @@ export function renderNode(node: Node, now: Date): string {
     ["runtimes", node.runtimes.join(", ")],
     ["tasks", `${node.runningTasks} running${node.maxConcurrentTasks ? ` (max ${node.maxConcurrentTasks})` : ""}`],
     ["warm apps", node.warmAppIds.join(", ")],
+    ["reliability", `${(node.reliability * 100).toFixed(0)}% (${node.completedAttempts} completed, ${node.lostAttempts} lost)`],
     ["connected", node.connectTime ? formatTime(date(node.connectTime)) : ""],
     ["heartbeat", heartbeat ? formatAge(heartbeat, now) : ""],
   ]);
