@@ -6,7 +6,7 @@ import type { Task } from "../sdk/index.js";
 import { TaskState } from "../sdk/index.js";
 import { benchClient, startWorkerProcess, type WorkerProcess } from "./common.js";
 import { startBenchNetwork } from "./network.js";
-import { Scope, sleep, wallMs } from "./scope.js";
+import { Scope, sleep } from "./scope.js";
 import { distribution, r2, type Result } from "./stats.js";
 
 export interface FailoverOptions {
@@ -47,19 +47,19 @@ export async function runFailover(options: FailoverOptions): Promise<Result> {
       const running = await until(task.id, (t) => t.state === TaskState.RUNNING, 30_000);
       const victim = pool.find((w) => w.nodeIds.includes(running.nodeId));
       if (!victim) throw new Error(`no worker process holds node ${running.nodeId}`);
-      const t0 = wallMs();
+      const t0 = performance.now();
       victim.child.process.kill("SIGKILL");
       let requeuedAt = 0;
       await until(
         task.id,
         (t) => {
-          if (!requeuedAt && t.state !== TaskState.RUNNING) requeuedAt = wallMs();
+          if (!requeuedAt && t.state !== TaskState.RUNNING) requeuedAt = performance.now();
           return t.state === TaskState.RUNNING && t.nodeId !== running.nodeId;
         },
         30_000,
       );
-      toRunning.push(wallMs() - t0);
-      toRequeued.push((requeuedAt || wallMs()) - t0);
+      toRunning.push(performance.now() - t0);
+      toRequeued.push((requeuedAt || performance.now()) - t0);
       await client.tasks.cancel(task.id);
       pool.splice(pool.indexOf(victim), 1);
       pool.push(await start());
