@@ -84,26 +84,9 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     if (!nc.isClosed()) nc.publish(subject, data);
   };
 
-  // This replica's own scheduler is woken directly (no round trip through NATS); the message,
-  // which carries the sender's name, wakes the other replicas and is ignored here.
-  const self = new TextEncoder().encode(options.name);
-  const localWake = new Set<() => void>();
-  const isSelf = (data: Uint8Array) => data.length === self.length && data.every((b, i) => b === self[i]);
   return {
-    wakeScheduler: () => {
-      for (const handler of localWake) handler();
-      publish(`${prefix}.sched.wake`, self);
-    },
-    onSchedulerWake: (handler) => {
-      localWake.add(handler);
-      const unsubscribe = subscribe(`${prefix}.sched.wake`, (data) => {
-        if (!isSelf(data)) handler();
-      });
-      return () => {
-        localWake.delete(handler);
-        unsubscribe();
-      };
-    },
+    wakeScheduler: () => publish(`${prefix}.sched.wake`, new Uint8Array()),
+    onSchedulerWake: (handler) => subscribe(`${prefix}.sched.wake`, () => handler()),
     sendToNode: (nodeId, message) => publish(`${prefix}.node.${nodeId}`, toBinary(ConnectResponseSchema, message)),
     onNodeMessage: (nodeId, handler) => subscribe(`${prefix}.node.${nodeId}`, (data) => handler(fromBinary(ConnectResponseSchema, data))),
     publishTaskEvent: (taskId, event) => publish(`${prefix}.task.${taskId}`, toBinary(WatchTaskResponseSchema, event)),
