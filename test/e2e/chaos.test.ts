@@ -15,6 +15,23 @@ import { eventually } from "../helpers/workers.js";
 import { pickFreePort } from "../../worker/runtime/free-port.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
+
+/** The builtin sleep app on one GPU, written straight to the database (no control plane runs yet). */
+function deploySleepy(db: Db, workspaceId: string, maxAttempts: number) {
+  return deployApp(db, workspaceId, {
+    name: "sleepy",
+    description: "",
+    runtime: { kind: "builtin", name: "sleep" },
+    gpuCount: 1,
+    gpuMinMemoryBytes: 0,
+    gpuModels: [],
+    env: {},
+    inputSchema: undefined,
+    timeoutMs: 0,
+    maxAttempts,
+    queueTtlMs: 0,
+  });
+}
 const TASKS = 300;
 
 
@@ -57,19 +74,7 @@ describe("chaos", () => {
     const ws = await createWorkspace(db, "chaos");
     const { key } = await createApiKey(db, ws.id);
     const { token } = await createEnrollmentToken(db);
-    await deployApp(db, ws.id, {
-      name: "sleepy",
-      description: "",
-      runtime: { kind: "builtin", name: "sleep" },
-      gpuCount: 1,
-      gpuMinMemoryBytes: 0,
-      gpuModels: [],
-      env: {},
-      inputSchema: undefined,
-      timeoutMs: 0,
-      maxAttempts: 6,
-      queueTtlMs: 0,
-    });
+    await deploySleepy(db, ws.id, 6);
 
     const prefix = testPrefix();
     const ports = [await pickFreePort(), await pickFreePort()];
@@ -174,19 +179,7 @@ describe("the only control plane restarting", () => {
     const ws = await createWorkspace(db, "restart");
     const { key } = await createApiKey(db, ws.id);
     const { token } = await createEnrollmentToken(db);
-    await deployApp(db, ws.id, {
-      name: "sleepy",
-      description: "",
-      runtime: { kind: "builtin", name: "sleep" },
-      gpuCount: 1,
-      gpuMinMemoryBytes: 0,
-      gpuModels: [],
-      env: {},
-      inputSchema: undefined,
-      timeoutMs: 0,
-      maxAttempts: 3,
-      queueTtlMs: 0,
-    });
+    await deploySleepy(db, ws.id, 3);
     const port = await pickFreePort();
     const url = `http://127.0.0.1:${port}`;
     const env = { ...process.env, DATABASE_URL: database.url, NATS_URL: process.env.NGPU_TEST_NATS_URL ?? "nats://127.0.0.1:4222", NGPU_NATS_PREFIX: testPrefix(), NGPU_LISTEN: `127.0.0.1:${port}`, NGPU_LOG_LEVEL: "silent" };

@@ -172,7 +172,7 @@ export async function startProcessInstance(options: ProcessRuntimeOptions): Prom
 
   const { baseUrl, client } = await clientWhenReady({
     host,
-    port: port,
+    port,
     readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     healthPollIntervalMs: options.healthPollIntervalMs ?? DEFAULT_HEALTH_POLL_INTERVAL_MS,
     exited,
