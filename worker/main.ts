@@ -32,8 +32,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;
-      if (signals > 1) {
-        logger.warn({ signal }, "second signal: stopping now");
+      if (signals === 2) {
+        // Impatient: no more grace. Running attempts are handed back (to run elsewhere), then it stops.
+        logger.warn({ signal }, "second signal: handing running tasks back and stopping now");
+        worker.hurry();
+        return;
+      }
+      if (signals > 2) {
+        logger.warn({ signal }, "third signal: exiting");
         process.exit(130);
       }
       logger.info({ signal }, "signal received: stopping");

@@ -28,6 +28,8 @@ export interface Worker {
   nodeId(): string;
   /** Stops taking new work, lets running tasks finish (up to graceMs), then stops. */
   shutdown(graceMs?: number): Promise<void>;
+  /** Ends a drain's grace period now: what still runs is handed back at once. */
+  hurry(): void;
 }
 
 export interface WorkerDeps {
@@ -199,12 +201,16 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
 
   /** No new work; running attempts may finish within graceMs, then the rest are handed back. */
   let draining: Promise<void> | undefined;
+  let endGrace: (() => void) | undefined;
   const drain = (graceMs: number) => {
     draining ??= (async () => {
       state = "DRAINING";
       logger.info({ graceMs }, "draining: no new tasks; running ones may finish");
       session.send({ message: { case: "draining", value: { graceMs } } });
-      const grace = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      const grace = new Promise<void>((resolve) => {
+        setTimeout(resolve, graceMs).unref();
+        endGrace = resolve;
+      });
       await Promise.race([runner.idle(), grace]);
       // What is still running goes back to the queue, to run elsewhere.
       await runner.releaseAll();
@@ -219,6 +225,9 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     },
     ready: session.ready,
     nodeId: () => identity.nodeId(),
+    hurry() {
+      endGrace?.();
+    },
     shutdown(graceMs = 30_000) {
       stopping ??= (async () => {
         await drain(graceMs);

@@ -255,6 +255,22 @@ describe("failures: liveness, fencing, retries, timeouts, cancel, drain", () => 
     }
   });
 
+  it("hands running tasks back at once when a draining worker is hurried (a second SIGTERM)", async () => {
+    await ngpu.apps.deploy({ name: "sleep-hurry", runtime: builtin("sleep"), gpu: { count: 1, allowedModels: ["NVIDIA Hurry Test"] } });
+    const w = await startTestWorker(net, ["NVIDIA Hurry Test:24GiB"], { name: "hurried" });
+    const long = (await ngpu.tasks.submit({ app: "sleep-hurry", input: { seconds: 60 } })).task;
+    await until(long.id, TaskState.RUNNING);
+    const stopped = w.shutdown(60_000);
+    await eventually(async () => ((await ngpu.nodes.get(w.nodeId())).state === NodeState.DRAINING ? true : undefined));
+    const hurriedAt = Date.now();
+    w.hurry();
+    await stopped;
+    expect(Date.now() - hurriedAt).toBeLessThan(5_000);
+    await until(long.id, TaskState.QUEUED);
+    expect((await ngpu.tasks.get(long.id)).attempts.map((x) => x.state)).toEqual(["RELEASED"]);
+    await ngpu.tasks.cancel(long.id);
+  });
+
   it("lets an operator drain a node through the API; nobody else may", async () => {
     await ngpu.apps.deploy({ name: "sleep-op-drain", runtime: builtin("sleep"), gpu: { count: 1, allowedModels: ["NVIDIA Operator Drain"] } });
     const w = await startTestWorker(net, ["NVIDIA Operator Drain:24GiB"], { name: "op-drained" });
