@@ -7,31 +7,20 @@ import type { GpuTelemetry } from "../../gen/ngpu/v1/gpu_pb.js";
  */
 export interface TelemetryStore {
   ingest(nodeId: string, readings: readonly GpuTelemetry[]): void;
+  /** The latest reading of each GPU of the node; a node that left keeps its last ones (one entry per GPU ever seen). */
   latest(nodeId: string): GpuTelemetry[];
-  forget(nodeId: string): void;
-  /** GPUs with a reading, over all nodes. */
-  size(): number;
 }
 
 export function createTelemetryStore(): TelemetryStore {
   const byNode = new Map<string, Map<number, GpuTelemetry>>();
-  let count = 0;
   return {
     ingest(nodeId, readings) {
       let gpus = byNode.get(nodeId);
       if (!gpus) byNode.set(nodeId, (gpus = new Map()));
-      for (const r of readings) {
-        if (!gpus.has(r.index)) count++;
-        gpus.set(r.index, r);
-      }
+      for (const r of readings) gpus.set(r.index, r);
     },
     latest(nodeId) {
       return [...(byNode.get(nodeId)?.values() ?? [])].sort((a, b) => a.index - b.index);
     },
-    forget(nodeId) {
-      count -= byNode.get(nodeId)?.size ?? 0;
-      byNode.delete(nodeId);
-    },
-    size: () => count,
   };
 }

@@ -1,9 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PredictionEvent, PredictionOutcome } from "./app-instance.js";
 
-/** Apps that run inside the worker, with no server: probes, tests and benchmarks. */
-export const BUILTIN_APPS = ["echo", "sleep"] as const;
-
 const MAX_SLEEP_SECONDS = 3600;
 
 /**
