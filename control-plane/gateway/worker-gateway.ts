@@ -235,8 +235,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       session.gpuError = report.error;
       await setNodeFields(db, session.nodeId, { gpuError: report.error.slice(0, 2000) });
     }
-    if (report.gpus.length === 0) return;
-    history.record(session.nodeId, report.gpus);
+    // Published even when empty: a failed read clears the node's readings everywhere.
+    if (report.gpus.length > 0) history.record(session.nodeId, report.gpus);
     bus.publishTelemetry(session.nodeId, report);
   }
 

@@ -6,21 +6,24 @@ import type { GpuTelemetry } from "../../gen/ngpu/v1/gpu_pb.js";
  * from the telemetry subjects on the bus.
  */
 export interface TelemetryStore {
+  /** A node's report replaces what was known of it: a failed read (no readings) clears it. */
   ingest(nodeId: string, readings: readonly GpuTelemetry[]): void;
-  /** The latest reading of each GPU of the node; a node that left keeps its last ones (one entry per GPU ever seen). */
-  latest(nodeId: string): GpuTelemetry[];
+  /** The node's readings, unless they are older than maxAgeMs (a stale number is a wrong number). */
+  latest(nodeId: string, maxAgeMs?: number): GpuTelemetry[];
 }
 
+/** Readings older than this are not shown (the worker sends one a second). */
+export const DEFAULT_MAX_READING_AGE_MS = 10_000;
+
 export function createTelemetryStore(): TelemetryStore {
-  const byNode = new Map<string, Map<number, GpuTelemetry>>();
+  const byNode = new Map<string, { at: number; readings: GpuTelemetry[] }>();
   return {
     ingest(nodeId, readings) {
-      let gpus = byNode.get(nodeId);
-      if (!gpus) byNode.set(nodeId, (gpus = new Map()));
-      for (const r of readings) gpus.set(r.index, r);
+      byNode.set(nodeId, { at: Date.now(), readings: [...readings].sort((a, b) => a.index - b.index) });
     },
-    latest(nodeId) {
-      return [...(byNode.get(nodeId)?.values() ?? [])].sort((a, b) => a.index - b.index);
+    latest(nodeId, maxAgeMs = DEFAULT_MAX_READING_AGE_MS) {
+      const entry = byNode.get(nodeId);
+      return entry && Date.now() - entry.at <= maxAgeMs ? entry.readings : [];
     },
   };
 }

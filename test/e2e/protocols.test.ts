@@ -179,6 +179,24 @@ describe("protocols: gRPC (grpc-js), reflection (buf curl), Connect JSON (curl-l
       }
     });
 
+    it("shows no numbers once the worker reports that it cannot read its GPUs", async () => {
+      const stream = await openStream({ message: { case: "hello", value: { enrollmentToken: net.enrollmentToken, name: "flaky-driver", gpus: [gpu] } } });
+      try {
+        const welcome = await stream.next();
+        const nodeId = welcome.message.case === "welcome" ? welcome.message.value.nodeId : "";
+        stream.up.push({ message: { case: "telemetry", value: { gpus: [{ index: 0, uuid: "GPU-test-0", utilizationPercent: 55 }] } } });
+        await eventually(async () => ((await ngpu.nodes.get(nodeId)).telemetry.length === 1 ? true : undefined));
+        stream.up.push({ message: { case: "telemetry", value: { gpus: [], error: "FAILED: nvidia-smi failed (exit 9): driver not loaded" } } });
+        const node = await eventually(async () => {
+          const n = await ngpu.nodes.get(nodeId);
+          return n.telemetry.length === 0 && n.gpuError !== "" ? n : undefined;
+        });
+        expect(node.gpuError).toMatch(/driver not loaded/);
+      } finally {
+        stream.close();
+      }
+    });
+
     it("rejects a task update from an attempt it was never given", async () => {
       const stream = await openStream({ message: { case: "hello", value: { enrollmentToken: net.enrollmentToken, name: "forger", gpus: [gpu] } } });
       try {
