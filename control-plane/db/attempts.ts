@@ -7,7 +7,7 @@ import type { RuntimeRow } from "./schema.js";
 export async function loadDispatchableAttempts(
   db: Db,
   where: { nodeIds: readonly string[]; attemptIds?: readonly string[]; states?: readonly string[]; olderThanMs?: number },
-): Promise<Array<AttemptToDispatch & { nodeId: string }>> {
+): Promise<Array<AttemptToDispatch & { nodeId: string; state: string }>> {
   if (where.nodeIds.length === 0) return [];
   let query = db
     .selectFrom("attempts as at")
@@ -16,6 +16,7 @@ export async function loadDispatchableAttempts(
     .select([
       "at.id as attempt_id",
       "at.node_id",
+      "at.state",
       "at.fencing_token",
       "at.gpu_indices",
       "t.id as task_id",
@@ -41,6 +42,7 @@ export async function loadDispatchableAttempts(
   const rows = await query.execute();
   return rows.map((r) => ({
     nodeId: r.node_id,
+    state: r.state,
     taskId: r.task_id,
     attemptId: r.attempt_id,
     fencingToken: r.fencing_token,

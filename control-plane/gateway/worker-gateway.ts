@@ -204,15 +204,13 @@ export function createGateway(options: GatewayOptions): Gateway {
       const ref = { taskId: a.taskId, attemptId: a.attemptId, fencingToken: a.fencingToken, nodeId: session.nodeId };
       if (runningOnWorker.has(a.attemptId)) {
         session.attempts.set(a.attemptId, ref);
+      } else if (a.state === "ASSIGNED") {
+        // Never delivered: send it.
+        session.attempts.set(a.attemptId, ref);
+        session.push(assignmentMessage(a));
       } else {
-        // The worker does not have it: never delivered (send it) or lost in a worker restart (run it again).
-        const state = await db.selectFrom("attempts").select("state").where("id", "=", a.attemptId).executeTakeFirst();
-        if (state?.state === "ASSIGNED") {
-          session.attempts.set(a.attemptId, ref);
-          session.push(assignmentMessage(a));
-        } else {
-          lost.push(a.attemptId);
-        }
+        // Started, but the worker no longer has it (it restarted): run it again elsewhere.
+        lost.push(a.attemptId);
       }
     }
     const currentIds = new Set(known.map((a) => a.attemptId));
