@@ -1,7 +1,6 @@
 import { sql } from "kysely";
-import type { AttemptToDispatch } from "../dispatch/assignment.js";
+import { type AttemptToDispatch, dispatchApp } from "../dispatch/assignment.js";
 import type { Db } from "./database.js";
-import type { RuntimeRow } from "./schema.js";
 
 /** Active attempts (not ended) as dispatchable assignments, e.g. to re-send after a reconnect. */
 export async function loadDispatchableAttempts(
@@ -49,7 +48,7 @@ export async function loadDispatchableAttempts(
     gpuIndices: r.gpu_indices,
     timeoutMs: r.timeout_ms,
     input: r.input,
-    app: { id: r.app_id, name: r.app_name, version: r.app_version, runtime: r.runtime as RuntimeRow, env: r.env },
+    app: dispatchApp(r),
   }));
 }
 

@@ -21,6 +21,11 @@ export interface AttemptToDispatch {
   };
 }
 
+/** The app part of a dispatch, from a query row that joined the app (column aliases app_*). */
+export function dispatchApp(row: { app_id: string; app_name: string; app_version: number; runtime: unknown; env: Record<string, string> }): AttemptToDispatch["app"] {
+  return { id: row.app_id, name: row.app_name, version: row.app_version, runtime: row.runtime as RuntimeRow, env: row.env };
+}
+
 export function runtimeToProto(row: RuntimeRow): Runtime {
   switch (row.kind) {
     case "process":

@@ -2,8 +2,7 @@ import { sql } from "kysely";
 import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import type { Db } from "../db/database.js";
-import type { RuntimeRow } from "../db/schema.js";
-import { type AttemptToDispatch, assignmentMessage } from "../dispatch/assignment.js";
+import { type AttemptToDispatch, assignmentMessage, dispatchApp } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
 import { loadNodeCapacity } from "./capacity.js";
@@ -135,7 +134,7 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
             gpuIndices: p.gpuIndices,
             timeoutMs: t.timeout_ms,
             input: t.input,
-            app: { id: t.app_id, name: t.app_name, version: t.app_version, runtime: t.runtime as RuntimeRow, env: t.env },
+            app: dispatchApp(t),
           },
         ];
       });
