@@ -1,7 +1,7 @@
 // Shows a task's events while the CLI waits for it: a progress bar on a terminal,
 // plain lines otherwise (logs, CI, pipes), both on stderr so stdout keeps the result.
 import cliProgress from "cli-progress";
-import { TaskState, taskStateName, type Progress, type TaskEvent } from "../sdk/index.js";
+import { TaskState, taskStateName, type Progress, type Task, type TaskEvent } from "../sdk/index.js";
 import { println, type OutputStream } from "./context.js";
 import { progressText } from "./render.js";
 
@@ -24,6 +24,11 @@ export function createTaskView(stream: OutputStream, options: TaskViewOptions): 
   return options.tty ? createBarView(stream) : createLineView(stream);
 }
 
+/** "task ID: STATE (error)": how both views announce a state change. */
+function stateLine(task: Task): string {
+  return `task ${task.id}: ${taskStateName(task.state)}${task.error ? ` (${task.error})` : ""}`;
+}
+
 function createLineView(stream: OutputStream): TaskView {
   let state: TaskState | undefined;
   let lastProgress = "";
@@ -34,7 +39,7 @@ function createLineView(stream: OutputStream): TaskView {
           const task = event.value;
           if (task.state !== state) {
             state = task.state;
-            println(stream, `task ${task.id}: ${taskStateName(task.state)}${task.error ? ` (${task.error})` : ""}`);
+            println(stream, stateLine(task));
           }
           return;
         }
@@ -80,7 +85,7 @@ function createBarView(stream: OutputStream): TaskView {
           const task = event.value;
           if (task.state !== state) {
             state = task.state;
-            multibar.log(`task ${task.id}: ${taskStateName(task.state)}${task.error ? ` (${task.error})` : ""}\n`);
+            multibar.log(`${stateLine(task)}\n`);
           }
           payload.state = taskStateName(task.state);
           if (task.progress) {
