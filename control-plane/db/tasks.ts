@@ -215,13 +215,14 @@ export function retryBackoffMs(attemptsSoFar: number): number {
 }
 
 /**
- * Ends an attempt and, if it is still the task's current attempt and the task
- * has not ended, moves the task: to the outcome, or back to the queue when the
- * attempt was released or failed retryably with tries left. GPU time is the
- * measured execution time times the GPUs the attempt held (computed here, not
- * taken from the worker). Changes nothing for an unknown, superseded or ended attempt.
+ * Ends a failed or released attempt and, if it is still the task's current
+ * attempt and the task has not ended, decides: back to the queue (released, or
+ * failed retryably with tries left) or FAILED. GPU time is the measured
+ * execution time times the GPUs the attempt held (computed here, not taken from
+ * the worker). Changes nothing for an unknown, superseded or ended attempt.
+ * Succeeded and cancelled attempts need no decision: finishAttemptsPlainly.
  */
-export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> {
+export async function finishAttemptDeciding(db: Db, ref: AttemptRef, outcome: AttemptOutcome & { readonly outcome: "FAILED" | "RELEASED" }): Promise<FinishResult> {
   const executionMs = Math.max(0, Math.round(outcome.workerEndedAtMs - outcome.workerStartedAtMs));
   const endAttempt = sql`
     UPDATE attempts SET state = ${outcome.outcome}, ended_at = now(), error = ${outcome.error},
@@ -231,12 +232,7 @@ export async function finishAttempt(db: Db, ref: AttemptRef, outcome: AttemptOut
       AND fencing_token = ${ref.fencingToken} AND ended_at IS NULL
     RETURNING id, task_id, node_id, gpu_ms`;
   const countCompleted = outcome.outcome === "RELEASED" ? 0 : 1;
-  if (outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED") {
-    const [result] = await finishAttemptsPlainly(db, [{ ref, outcome: { ...outcome, outcome: outcome.outcome } }]);
-    return result!;
-  }
-
-  // Failures and releases decide between retrying and ending: a transaction, rarer.
+  // Rarer than successes, and a decision to make: one transaction, not batched.
   return db.transaction().execute(async (tx) => {
     const ended = await endAttempt.execute(tx);
     const attempt = ended.rows[0] as { id: string; task_id: string; node_id: string; gpu_ms: number } | undefined;

@@ -26,7 +26,7 @@ import {
   type AttemptProgress,
   type AttemptRef,
   type FinishResult,
-  finishAttempt,
+  finishAttemptDeciding,
   finishAttemptsPlainly,
   markAttemptsProgressing,
   type PlainFinish,
@@ -109,7 +109,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const finish = (ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> =>
     outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED"
       ? plainFinishes.add({ ref, outcome: { ...outcome, outcome: outcome.outcome } })
-      : finishAttempt(db, ref, outcome);
+      : finishAttemptDeciding(db, ref, { ...outcome, outcome: outcome.outcome });
 
   // Liveness: any message counts. Written in one statement for all nodes, twice a second.
   const touchTimer = setInterval(() => {
