@@ -95,6 +95,8 @@ export function appToProto(row: AppRow): App {
     timeoutMs: BigInt(row.timeout_ms),
     maxAttempts: row.max_attempts,
     queueTtlMs: BigInt(row.queue_ttl_ms),
+    public: row.public,
+    callFeeNanoUsd: BigInt(row.call_fee_nano_usd),
     createTime: timestampFromDate(row.created_at),
     updateTime: timestampFromDate(row.updated_at),
   });

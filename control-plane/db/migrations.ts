@@ -1,5 +1,6 @@
 import { type Kysely, type MigrationProvider, Migrator } from "kysely";
 import { foundationMigrations } from "./migrations/foundation.js";
+import { meteringMigrations } from "./migrations/metering.js";
 
 /**
  * Migrations live in the code, not in files beside it, so a bundled control
@@ -9,6 +10,7 @@ import { foundationMigrations } from "./migrations/foundation.js";
  */
 const migrations = {
   ...foundationMigrations,
+  ...meteringMigrations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -32,6 +32,8 @@ export interface EnrollmentTokenTable {
   secret_hash: string;
   created_at: DefaultedTimestamp;
   revoked_at: Timestamp | null;
+  /** Paid for the GPU time of nodes enrolled with this token; null: the operator. */
+  provider_workspace_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** Stored form of the Runtime oneof. */
@@ -59,6 +61,10 @@ export interface AppTable {
   updated_at: DefaultedTimestamp;
   max_attempts: Generated<number>;
   queue_ttl_ms: Generated<number>;
+  /** Any workspace may call it (paying for its own calls). */
+  public: Generated<boolean>;
+  /** Charged to another workspace per successful call, credited to the author. */
+  call_fee_nano_usd: Generated<number>;
 }
 
 /** Stored form of a declared GPU. */
@@ -92,6 +98,8 @@ export interface NodeTable {
   completed_attempts: Generated<number>;
   lost_attempts: Generated<number>;
   disconnected_at: Timestamp | null;
+  /** Paid for this node's GPU time; null: the operator. */
+  provider_workspace_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface ProgressRow {
@@ -173,6 +181,75 @@ export interface ControlPlaneTable {
   last_seen_at: DefaultedTimestamp;
 }
 
+export interface GpuPriceTable {
+  gpu_model: string;
+  effective_from: Timestamp;
+  nano_usd_per_gpu_second: number;
+  created_at: DefaultedTimestamp;
+}
+
+export interface BillingSettingsTable {
+  id: Generated<boolean>;
+  provider_share_basis_points: number;
+  updated_at: DefaultedTimestamp;
+}
+
+/** One ended attempt, as billed. Times are epoch ms; money is nano-USD. */
+export interface UsageRecordTable {
+  attempt_id: string;
+  task_id: string;
+  /** Who called, and pays. */
+  workspace_id: string;
+  app_id: string;
+  /** The app's author (credited the fee). */
+  app_workspace_id: string;
+  node_id: string;
+  provider_workspace_id: string | null;
+  gpu_model: string;
+  gpu_count: number;
+  /** SUCCEEDED | FAILED | CANCELLED | TIMED_OUT | LOST | RELEASED */
+  outcome: string;
+  started_at_ms: number | null;
+  ended_at_ms: number;
+  worker_execution_ms: number | null;
+  control_plane_execution_ms: number | null;
+  /** Worker's measure minus the control plane's, when both exist. */
+  disagreement_ms: number | null;
+  /** Billed execution time (per GPU). */
+  execution_ms: number;
+  gpu_ms: number;
+  price_nano_usd_per_gpu_second: number;
+  cost_nano_usd: number;
+  fee_nano_usd: number;
+  provider_share_basis_points: number;
+  provider_nano_usd: number;
+  recorded_at: DefaultedTimestamp;
+}
+
+export interface UsageRollupTable {
+  workspace_id: string;
+  bucket: Timestamp;
+  app_id: string;
+  gpu_model: string;
+  node_id: string;
+  outcome: string;
+  app_workspace_id: string;
+  provider_workspace_id: string | null;
+  attempts: number;
+  gpu_ms: number;
+  cost_nano_usd: number;
+  fee_nano_usd: number;
+  provider_nano_usd: number;
+}
+
+export interface TaskSubmissionTable {
+  workspace_id: string;
+  bucket: Timestamp;
+  app_id: string;
+  shard: number;
+  submitted: number;
+}
+
 export interface Database {
   /** Control-plane replicas and when each was last alive. */
   control_planes: ControlPlaneTable;
@@ -187,6 +264,13 @@ export interface Database {
   gpu_samples: GpuSampleTable;
   /** Per-minute averages of older readings. */
   gpu_samples_minute: GpuSampleTable;
+  /** Price per GPU model, in force from effective_from. */
+  gpu_prices: GpuPriceTable;
+  billing_settings: BillingSettingsTable;
+  usage_records: UsageRecordTable;
+  /** Usage sums per 15-minute bucket, kept as records are written. */
+  usage_rollups: UsageRollupTable;
+  task_submissions: TaskSubmissionTable;
 }
 
 export type TaskRow = Selectable<TaskTable>;
@@ -194,3 +278,4 @@ export type AppRow = Selectable<AppTable>;
 export type NodeRow = Selectable<NodeTable>;
 export type AttemptRow = Selectable<AttemptTable>;
 export type NewTask = Insertable<TaskTable>;
+export type UsageRecordRow = Selectable<UsageRecordTable>;

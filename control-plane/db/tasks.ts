@@ -1,8 +1,9 @@
-import { sql } from "kysely";
+import { type RawBuilder, sql } from "kysely";
 import { NgpuError, notFound } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Db } from "./database.js";
 import type { ProgressRow, TaskRow } from "./schema.js";
+import { recordUsage, usageBucket } from "./usage.js";
 
 export const TERMINAL_STATES = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "EXPIRED"] as const;
 export const ACTIVE_STATES = ["ASSIGNED", "STARTING", "RUNNING"] as const;
@@ -28,6 +29,9 @@ export interface NewTaskInput {
   readonly queueTtlMs: number;
 }
 
+/** Rows per (workspace, bucket, app) that submissions spread their counting over. */
+const SUBMISSION_SHARDS = 16;
+
 /**
  * Inserts a queued task. With an idempotency key already used in the workspace,
  * returns that task instead (created false) and inserts nothing.
@@ -35,8 +39,10 @@ export interface NewTaskInput {
 export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: string; created: boolean; row?: TaskRow }> {
   const id = newId("tsk");
   const inserted = await db
-    .insertInto("tasks")
-    .values({
+    .with("t", (qb) =>
+      qb
+        .insertInto("tasks")
+        .values({
       id,
       workspace_id: task.workspaceId,
       app_id: task.appId,
@@ -60,8 +66,27 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
       node_id: null,
       gpu_indices: "[]",
     })
-    .onConflict((oc) => oc.columns(["workspace_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
-    .returningAll()
+        .onConflict((oc) => oc.columns(["workspace_id", "idempotency_key"]).where("idempotency_key", "is not", null).doNothing())
+        .returningAll(),
+    )
+    // Counted with the insert, in the submitter's connection's shard (see task_submissions).
+    .with("s", (qb) =>
+      qb
+        .insertInto("task_submissions")
+        .columns(["workspace_id", "bucket", "app_id", "shard", "submitted"])
+        .expression((eb) =>
+          eb.selectFrom("t").select([
+            "t.workspace_id",
+            usageBucket(sql`t.created_at`).as("bucket") as never,
+            "t.app_id",
+            sql<number>`pg_backend_pid() % ${SUBMISSION_SHARDS}`.as("shard"),
+            sql<number>`1`.as("submitted"),
+          ]),
+        )
+        .onConflict((oc) => oc.columns(["workspace_id", "bucket", "app_id", "shard"]).doUpdateSet({ submitted: sql`task_submissions.submitted + 1` as never })),
+    )
+    .selectFrom("t")
+    .selectAll()
     .executeTakeFirst();
   if (inserted) return { id, created: true, row: inserted };
   const existing = await db
@@ -237,6 +262,7 @@ export async function finishAttemptDeciding(db: Db, ref: AttemptRef, outcome: At
     const ended = await endAttempt.execute(tx);
     const attempt = ended.rows[0] as { id: string; task_id: string; node_id: string; gpu_ms: number } | undefined;
     if (!attempt) return { attemptOk: false, taskChanged: false, requeued: false };
+    await recordUsage(tx, [attempt.id]);
     if (countCompleted) await sql`UPDATE nodes SET completed_attempts = completed_attempts + 1 WHERE id = ${attempt.node_id}`.execute(tx);
     const task = await tx
       .selectFrom("tasks")
@@ -293,7 +319,7 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
         ${output}::jsonb, ${o.error}::text, ${Math.round(o.workerStartedAtMs)}::bigint, ${Math.round(o.workerEndedAtMs)}::bigint, ${executionMs}::bigint)`;
     }),
   );
-  const result = await sql<{ id: string; task_changed: boolean }>`
+  const statement = sql<{ id: string; task_changed: boolean }>`
     WITH v(attempt_id, task_id, node_id, fencing_token, outcome, output, error, started_ms, ended_ms, execution_ms) AS (VALUES ${values}),
     a AS (
       UPDATE attempts SET state = v.outcome, ended_at = now(), error = v.error,
@@ -325,9 +351,23 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
       FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'CANCELLED'
       RETURNING tasks.id
     )
-    SELECT a.id, t.id IS NOT NULL AS task_changed FROM a LEFT JOIN t ON t.id = a.task_id`.execute(db);
-  const byId = new Map(result.rows.map((r) => [r.id, r.task_changed]));
+    SELECT a.id, t.id IS NOT NULL AS task_changed FROM a LEFT JOIN t ON t.id = a.task_id`;
+  // Still one round trip per batch for the ends, plus one for all their usage records.
+  const rows = await endAttempts(db, statement, (r) => r.id);
+  const byId = new Map(rows.map((r) => [r.id, r.task_changed]));
   return items.map((i) => ({ attemptOk: byId.has(i.ref.attemptId), taskChanged: byId.get(i.ref.attemptId) ?? false, requeued: false }));
+}
+
+/**
+ * Runs a statement that ends attempts, and records their usage in the same
+ * transaction: an attempt's end and its bill commit together or not at all.
+ */
+async function endAttempts<R>(db: Db, statement: RawBuilder<R>, attemptId: (row: R) => string): Promise<R[]> {
+  return db.transaction().execute(async (tx) => {
+    const ended = await statement.execute(tx);
+    await recordUsage(tx, ended.rows.map(attemptId));
+    return ended.rows;
+  });
 }
 
 /** Column values that put a task back in the queue, with no attempt. */
@@ -359,7 +399,7 @@ export async function saveProgress(db: Db, updates: ReadonlyArray<{ taskId: stri
  */
 export async function requeueLostAttempts(db: Db, attemptIds: readonly string[], reason: string): Promise<Array<{ id: string; state: string }>> {
   if (attemptIds.length === 0) return [];
-  const result = await sql<{ id: string; state: string }>`
+  const statement = sql<{ attempt_id: string; id: string | null; state: string | null }>`
     WITH a AS (
       UPDATE attempts SET state = 'LOST', ended_at = now(), error = ${reason}
       WHERE id IN (${sql.join([...attemptIds])}) AND ended_at IS NULL
@@ -368,7 +408,7 @@ export async function requeueLostAttempts(db: Db, attemptIds: readonly string[],
       UPDATE nodes SET lost_attempts = lost_attempts + c.lost
       FROM (SELECT node_id, count(*) AS lost FROM a GROUP BY node_id) c WHERE nodes.id = c.node_id
       RETURNING nodes.id
-    )
+    ), t AS (
     UPDATE tasks SET
       state = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN 'QUEUED' ELSE 'FAILED' END,
       ended_at = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE now() END,
@@ -382,8 +422,11 @@ export async function requeueLostAttempts(db: Db, attemptIds: readonly string[],
       progress = CASE WHEN tasks.attempt_count < tasks.max_attempts THEN NULL ELSE tasks.progress END,
       not_before = NULL
     FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state IN ('ASSIGNED', 'STARTING', 'RUNNING')
-    RETURNING tasks.id, tasks.state`.execute(db);
-  return result.rows;
+    RETURNING tasks.id, tasks.state
+    )
+    SELECT a.id AS attempt_id, t.id, t.state FROM a LEFT JOIN t ON t.id = a.task_id`;
+  const rows = await endAttempts(db, statement, (r) => r.attempt_id);
+  return rows.flatMap((r) => (r.id && r.state ? [{ id: r.id, state: r.state }] : []));
 }
 
 /**
@@ -392,7 +435,7 @@ export async function requeueLostAttempts(db: Db, attemptIds: readonly string[],
  * and so does its task. Returns what ended, so the workers can be told to stop.
  */
 export async function timeOutAttempts(db: Db): Promise<Array<{ taskId: string; attemptId: string; nodeId: string }>> {
-  const result = await sql<{ task_id: string; attempt_id: string; node_id: string }>`
+  const statement = sql<{ task_id: string | null; attempt_id: string; node_id: string }>`
     WITH late AS (
       SELECT at.id, t.timeout_ms FROM attempts at JOIN tasks t ON t.current_attempt_id = at.id
       WHERE at.ended_at IS NULL AND at.state = 'RUNNING' AND t.state = 'RUNNING'
@@ -406,10 +449,14 @@ export async function timeOutAttempts(db: Db): Promise<Array<{ taskId: string; a
       FROM late WHERE attempts.id = late.id AND attempts.ended_at IS NULL
       RETURNING attempts.id, attempts.task_id, attempts.node_id, attempts.gpu_ms, attempts.ended_at, attempts.error, late.timeout_ms
     )
-    UPDATE tasks SET state = 'TIMED_OUT', ended_at = a.ended_at, error = a.error, execution_ms = a.timeout_ms, gpu_ms = a.gpu_ms
-    FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'RUNNING'
-    RETURNING tasks.id AS task_id, a.id AS attempt_id, a.node_id`.execute(db);
-  return result.rows.map((r) => ({ taskId: r.task_id, attemptId: r.attempt_id, nodeId: r.node_id }));
+    , t AS (
+      UPDATE tasks SET state = 'TIMED_OUT', ended_at = a.ended_at, error = a.error, execution_ms = a.timeout_ms, gpu_ms = a.gpu_ms
+      FROM a WHERE tasks.id = a.task_id AND tasks.current_attempt_id = a.id AND tasks.state = 'RUNNING'
+      RETURNING tasks.id
+    )
+    SELECT t.id AS task_id, a.id AS attempt_id, a.node_id FROM a LEFT JOIN t ON t.id = a.task_id`;
+  const rows = await endAttempts(db, statement, (r) => r.attempt_id);
+  return rows.flatMap((r) => (r.task_id ? [{ taskId: r.task_id, attemptId: r.attempt_id, nodeId: r.node_id }] : []));
 }
 
 /**
@@ -418,7 +465,7 @@ export async function timeOutAttempts(db: Db): Promise<Array<{ taskId: string; a
  * plane as CANCELLED, billed up to the task's end. Returns them, to tell the workers again.
  */
 export async function endAbandonedAttempts(db: Db, graceMs: number): Promise<Array<{ taskId: string; attemptId: string; nodeId: string }>> {
-  const result = await sql<{ task_id: string; id: string; node_id: string }>`
+  const statement = sql<{ task_id: string; id: string; node_id: string }>`
     UPDATE attempts SET state = 'CANCELLED', ended_at = GREATEST(t.ended_at, COALESCE(attempts.started_at, t.ended_at)),
       error = 'the task ended and the worker did not confirm stopping',
       gpu_ms = CASE WHEN attempts.started_at IS NULL THEN 0
@@ -427,8 +474,9 @@ export async function endAbandonedAttempts(db: Db, graceMs: number): Promise<Arr
     WHERE t.id = attempts.task_id AND attempts.ended_at IS NULL
       AND t.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT', 'EXPIRED')
       AND t.ended_at < now() - make_interval(secs => ${graceMs / 1000})
-    RETURNING attempts.task_id, attempts.id, attempts.node_id`.execute(db);
-  return result.rows.map((r) => ({ taskId: r.task_id, attemptId: r.id, nodeId: r.node_id }));
+    RETURNING attempts.task_id, attempts.id, attempts.node_id`;
+  const rows = await endAttempts(db, statement, (r) => r.id);
+  return rows.map((r) => ({ taskId: r.task_id, attemptId: r.id, nodeId: r.node_id }));
 }
 
 /** Queued tasks past their time-to-live end EXPIRED. */

@@ -1,0 +1,128 @@
+import { type Kysely, sql } from "kysely";
+import type { Database } from "./schema.js";
+
+/**
+ * Worker-measured execution time is believed when it is within this many ms of
+ * the control plane's own (RUNNING seen → finish seen); beyond it the control
+ * plane's time is billed and the disagreement stays on the record.
+ */
+export const CLOCK_TOLERANCE_MS = 500;
+
+/** A usage record as written, for callers that act on fresh usage (receipts, spend caps). */
+export interface RecordedUsage {
+  readonly attemptId: string;
+  readonly taskId: string;
+  readonly workspaceId: string;
+  readonly outcome: string;
+  readonly gpuMs: number;
+  readonly costNanoUsd: number;
+  readonly feeNanoUsd: number;
+}
+
+/**
+ * Writes the usage record of each given ended attempt, and adds it to the
+ * 15-minute rollups, in one statement. Call it inside the transaction that
+ * ends the attempts, so usage and the attempt's end commit together. An attempt
+ * already recorded is skipped (a replayed report counts once); one not ended is
+ * ignored. Returns the records written now.
+ *
+ * Billing rules (README "Billing policy"): execution time only, never queue or
+ * cold start; LOST and RELEASED attempts bill nothing; a TIMED_OUT attempt ended
+ * at its timeout, so it bills exactly that; the price is the one in force for
+ * the GPU model when the attempt started; cost = gpu_ms × price / 1000 rounded
+ * to the nearest nano-USD (half up); the per-call fee applies to a successful
+ * call from a workspace other than the author's; providers get
+ * floor(cost × share / 10000).
+ */
+export async function recordUsage(db: Kysely<Database>, attemptIds: readonly string[]): Promise<RecordedUsage[]> {
+  if (attemptIds.length === 0) return [];
+  const result = await sql<{
+    attempt_id: string;
+    task_id: string;
+    workspace_id: string;
+    outcome: string;
+    gpu_ms: number;
+    cost_nano_usd: number;
+    fee_nano_usd: number;
+  }>`
+    WITH ended AS (
+      SELECT at.id, at.task_id, at.workspace_id, at.app_id, at.node_id, at.state AS outcome,
+        jsonb_array_length(at.gpu_indices) AS gpu_count,
+        COALESCE(at.started_at, at.created_at) AS price_at,
+        a.workspace_id AS app_workspace_id, a.call_fee_nano_usd,
+        n.provider_workspace_id,
+        COALESCE((SELECT g->>'model' FROM jsonb_array_elements(n.gpus) g WHERE g->'index' = at.gpu_indices->0 LIMIT 1), '') AS gpu_model,
+        (EXTRACT(EPOCH FROM at.started_at) * 1000)::bigint AS started_ms,
+        (EXTRACT(EPOCH FROM at.ended_at) * 1000)::bigint AS ended_ms,
+        (EXTRACT(EPOCH FROM at.ended_at - at.started_at) * 1000)::bigint AS cp_ms,
+        -- GREATEST ignores NULLs: keep "no worker report" NULL.
+        CASE WHEN at.worker_ended_at_ms IS NOT NULL THEN GREATEST(0, at.worker_ended_at_ms - at.worker_started_at_ms) END AS worker_ms,
+        -- Without a RUNNING report the control plane only knows how long the attempt held its GPUs.
+        (EXTRACT(EPOCH FROM at.ended_at - at.created_at) * 1000)::bigint AS held_ms
+      FROM attempts at
+      JOIN apps a ON a.id = at.app_id
+      LEFT JOIN nodes n ON n.id = at.node_id
+      WHERE at.id IN (${sql.join([...attemptIds])}) AND at.ended_at IS NOT NULL
+    ), billed AS (
+      SELECT e.*, e.worker_ms - e.cp_ms AS disagreement_ms,
+        CASE
+          WHEN e.outcome IN ('LOST', 'RELEASED') THEN 0
+          WHEN e.cp_ms IS NULL THEN LEAST(COALESCE(e.worker_ms, 0), GREATEST(0, e.held_ms))
+          WHEN e.worker_ms IS NULL OR abs(e.worker_ms - e.cp_ms) > ${CLOCK_TOLERANCE_MS} THEN GREATEST(0, e.cp_ms)
+          ELSE e.worker_ms
+        END AS execution_ms,
+        COALESCE((
+          SELECT p.nano_usd_per_gpu_second FROM gpu_prices p
+          WHERE lower(p.gpu_model) = lower(e.gpu_model) AND p.effective_from <= e.price_at
+          ORDER BY p.effective_from DESC LIMIT 1
+        ), 0) AS price,
+        CASE WHEN e.outcome = 'SUCCEEDED' AND e.workspace_id <> e.app_workspace_id THEN e.call_fee_nano_usd ELSE 0 END AS fee,
+        (SELECT provider_share_basis_points FROM billing_settings) AS share
+      FROM ended e
+    ), priced AS (
+      SELECT b.*, b.execution_ms * b.gpu_count AS gpu_ms,
+        round(b.execution_ms::numeric * b.gpu_count * b.price / 1000)::bigint AS cost
+      FROM billed b
+    ), ins AS (
+      INSERT INTO usage_records (attempt_id, task_id, workspace_id, app_id, app_workspace_id, node_id, provider_workspace_id,
+        gpu_model, gpu_count, outcome, started_at_ms, ended_at_ms, worker_execution_ms, control_plane_execution_ms,
+        disagreement_ms, execution_ms, gpu_ms, price_nano_usd_per_gpu_second, cost_nano_usd, fee_nano_usd,
+        provider_share_basis_points, provider_nano_usd)
+      SELECT id, task_id, workspace_id, app_id, app_workspace_id, node_id, provider_workspace_id,
+        gpu_model, gpu_count, outcome, started_ms, ended_ms, worker_ms, cp_ms,
+        disagreement_ms, execution_ms, gpu_ms, price, cost, fee,
+        share, (cost * share / 10000)::bigint
+      FROM priced
+      ON CONFLICT (attempt_id) DO NOTHING
+      RETURNING *
+    ), roll AS (
+      INSERT INTO usage_rollups (workspace_id, bucket, app_id, gpu_model, node_id, outcome, app_workspace_id, provider_workspace_id,
+        attempts, gpu_ms, cost_nano_usd, fee_nano_usd, provider_nano_usd)
+      SELECT workspace_id, ${usageBucket(sql`to_timestamp(ended_at_ms / 1000.0)`)}, app_id, gpu_model, node_id, outcome,
+        min(app_workspace_id), min(provider_workspace_id), count(*), sum(gpu_ms), sum(cost_nano_usd), sum(fee_nano_usd), sum(provider_nano_usd)
+      FROM ins GROUP BY 1, 2, 3, 4, 5, 6
+      -- One lock order for every writer: two batches touching the same rows cannot deadlock.
+      ORDER BY 1, 2, 3, 4, 5, 6
+      ON CONFLICT (workspace_id, bucket, app_id, gpu_model, node_id, outcome) DO UPDATE SET
+        attempts = usage_rollups.attempts + excluded.attempts,
+        gpu_ms = usage_rollups.gpu_ms + excluded.gpu_ms,
+        cost_nano_usd = usage_rollups.cost_nano_usd + excluded.cost_nano_usd,
+        fee_nano_usd = usage_rollups.fee_nano_usd + excluded.fee_nano_usd,
+        provider_nano_usd = usage_rollups.provider_nano_usd + excluded.provider_nano_usd
+    )
+    SELECT attempt_id, task_id, workspace_id, outcome, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`.execute(db);
+  return result.rows.map((r) => ({
+    attemptId: r.attempt_id,
+    taskId: r.task_id,
+    workspaceId: r.workspace_id,
+    outcome: r.outcome,
+    gpuMs: Number(r.gpu_ms),
+    costNanoUsd: Number(r.cost_nano_usd),
+    feeNanoUsd: Number(r.fee_nano_usd),
+  }));
+}
+
+/** The 15-minute UTC bucket a timestamptz expression falls in. */
+export function usageBucket(timestamp: ReturnType<typeof sql>) {
+  return sql`date_bin('15 minutes', ${timestamp}, timestamptz '2000-01-01T00:00:00Z')`;
+}
