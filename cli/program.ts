@@ -6,6 +6,7 @@ import { registerAppCommands } from "./commands/apps.js";
 import { registerNodeCommands } from "./commands/nodes.js";
 import { registerSubmitCommand } from "./commands/submit.js";
 import { registerTaskCommands } from "./commands/tasks.js";
+import { registerWebhookCommands } from "./commands/webhooks.js";
 
 /** Version the CLI reports with --version. */
 export const CLI_VERSION = "0.1.0";
@@ -29,6 +30,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerSubmitCommand(program, ctx);
   registerTaskCommands(program, ctx);
   registerNodeCommands(program, ctx);
+  registerWebhookCommands(program, ctx);
   for (const command of program.commands) command.hook("preAction", () => ctx.handleInterrupts());
   return program;
 }

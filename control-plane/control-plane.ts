@@ -1,6 +1,8 @@
 import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
+import { file_ngpu_v1_webhook, WebhookService } from "../gen/ngpu/v1/webhook_pb.js";
+import { file_ngpu_v1_webhook_event } from "../gen/ngpu/v1/webhook_event_pb.js";
 import { file_ngpu_v1_worker, WorkerService } from "../gen/ngpu/v1/worker_pb.js";
 import { createAppService } from "./api/app-service.js";
 import { createAuthenticator } from "./api/auth.js";
@@ -11,6 +13,7 @@ import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
 import { createTaskService } from "./api/task-service.js";
+import { createWebhookService } from "./api/webhook-service.js";
 import { type Bus, connectBus } from "./bus/bus.js";
 import type { ControlPlaneConfig } from "./config.js";
 import { type Db, openDatabase } from "./db/database.js";
@@ -21,6 +24,7 @@ import { type NodeMonitor, startNodeMonitor } from "./monitor/node-monitor.js";
 import { startTelemetryHistory, type TelemetryHistory } from "./monitor/telemetry-history.js";
 import { createTelemetryStore, type TelemetryStore } from "./monitor/telemetry-store.js";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
+import { startWebhookDeliverer, type WebhookDeliverer, type WebhookDeliveryOptions } from "./webhooks/deliverer.js";
 
 function isPeerGone(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
@@ -39,6 +43,7 @@ export interface ControlPlane {
   readonly gateway: Gateway;
   readonly telemetry: TelemetryStore;
   readonly history: TelemetryHistory;
+  readonly webhooks: WebhookDeliverer;
   /** Stops taking calls, ends worker streams, finishes pending writes, closes connections. */
   shutdown(): Promise<void>;
 }
@@ -47,6 +52,8 @@ export interface ControlPlaneDeps {
   readonly logger: Logger;
   /** Serves non-RPC paths (the dashboard); default 404. */
   readonly fallback?: RpcFallbackHandler;
+  /** Webhook delivery settings (tests shorten the retries); defaults otherwise. */
+  readonly webhooks?: WebhookDeliveryOptions;
 }
 
 /**
@@ -76,6 +83,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const inputSchemas = createInputSchemaValidator();
   const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs });
   const health = createHealth();
+  const webhooks = startWebhookDeliverer({ db, logger, options: deps.webhooks });
 
   let server: RpcServer;
   try {
@@ -90,11 +98,13 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
+        router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
         health.register(router);
-        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker] });
+        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event] });
       },
     });
   } catch (err) {
+    await webhooks.shutdown();
     await gateway.shutdown();
     await history.shutdown();
     await bus.close();
@@ -118,6 +128,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     gateway,
     telemetry,
     history,
+    webhooks,
     shutdown() {
       stopping ??= (async () => {
         health.shutdown();
@@ -127,6 +138,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         await monitor.shutdown();
         await server.close();
         await gateway.shutdown();
+        await webhooks.shutdown();
         await history.shutdown();
         stopTelemetry();
         await bus.close();

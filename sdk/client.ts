@@ -3,6 +3,15 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_pb.js";
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
 import { TaskService, type ListTasksResponse, type Task, type WatchTaskResponse } from "../gen/ngpu/v1/task_pb.js";
+import {
+  WebhookService,
+  type ListWebhookDeliveriesResponse,
+  type ListWebhooksResponse,
+  type Webhook,
+  type WebhookDelivery,
+  type WebhookDeliveryState,
+  type WebhookEventType,
+} from "../gen/ngpu/v1/webhook_pb.js";
 import { paginate } from "./paging.js";
 import {
   deployAppRequest,
@@ -81,6 +90,23 @@ export interface SubmitResult {
   readonly task: Task;
   /** False when the idempotency key matched an earlier task (which is returned). */
   readonly created: boolean;
+  /** The task's webhook with its signing secret, when one was asked for. */
+  readonly webhook?: Webhook | undefined;
+}
+
+export interface WebhooksApi {
+  /** Subscribes a URL to the events of every task of an app; the result holds the signing secret (shown once). */
+  create(init: { app: string; url: string; events?: readonly WebhookEventType[] }, options?: CallOptions): Promise<Webhook>;
+  /** One page of webhooks (without secrets), newest first. */
+  list(init?: PageInit & { app?: string; taskId?: string }, options?: CallOptions): Promise<ListWebhooksResponse>;
+  /** Stops new deliveries; pending ones end FAILED. */
+  delete(webhookId: string, options?: CallOptions): Promise<void>;
+  /** One page of the delivery log, newest first. */
+  deliveries(init?: PageInit & { webhookId?: string; taskId?: string; states?: readonly WebhookDeliveryState[] }, options?: CallOptions): Promise<ListWebhookDeliveriesResponse>;
+  /** A delivery with every attempt and the body sent. */
+  getDelivery(deliveryId: string, options?: CallOptions): Promise<WebhookDelivery>;
+  /** Sends a delivery again, with a fresh signature. */
+  replay(deliveryId: string, options?: CallOptions): Promise<WebhookDelivery>;
 }
 
 export interface DeployResult {
@@ -145,6 +171,7 @@ export interface NgpuClient {
   readonly apps: AppsApi;
   readonly tasks: TasksApi;
   readonly nodes: NodesApi;
+  readonly webhooks: WebhooksApi;
   /** Closes the connections and fails the calls in flight with `Code.Canceled`. Idempotent. */
   close(): Promise<void>;
 }
@@ -189,6 +216,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const taskClient = createClient(TaskService, owned.transport);
   const appClient = createClient(AppService, owned.transport);
   const nodeClient = createClient(NodeService, owned.transport);
+  const webhookClient = createClient(WebhookService, owned.transport);
 
   // Every call also listens to `closed`, so close() ends open streams at once.
   function signalFor(signal: AbortSignal | undefined): AbortSignal {
@@ -277,7 +305,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const tasks: TasksApi = {
     async submit(init, opts) {
       const res = await taskClient.submitTask(submitTaskRequest(init), unary(opts));
-      return { task: required(res.task, "task"), created: res.created };
+      return { task: required(res.task, "task"), created: res.created, webhook: res.webhook };
     },
     async run(init, opts) {
       const waitMs = opts?.waitMs ?? DEFAULT_RUN_WAIT_MS;
@@ -324,10 +352,35 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     },
   };
 
+  const webhooks: WebhooksApi = {
+    async create(init, opts) {
+      return required((await webhookClient.createWebhook({ app: init.app, url: init.url, events: [...(init.events ?? [])] }, unary(opts))).webhook, "webhook");
+    },
+    list(init, opts) {
+      return webhookClient.listWebhooks({ pageSize: init?.pageSize ?? 0, pageToken: init?.pageToken ?? "", app: init?.app ?? "", taskId: init?.taskId ?? "" }, unary(opts));
+    },
+    async delete(webhookId, opts) {
+      await webhookClient.deleteWebhook({ webhookId }, unary(opts));
+    },
+    deliveries(init, opts) {
+      return webhookClient.listWebhookDeliveries(
+        { pageSize: init?.pageSize ?? 0, pageToken: init?.pageToken ?? "", webhookId: init?.webhookId ?? "", taskId: init?.taskId ?? "", states: [...(init?.states ?? [])] },
+        unary(opts),
+      );
+    },
+    async getDelivery(deliveryId, opts) {
+      return required((await webhookClient.getWebhookDelivery({ deliveryId }, unary(opts))).delivery, "delivery");
+    },
+    async replay(deliveryId, opts) {
+      return required((await webhookClient.replayWebhookDelivery({ deliveryId }, unary(opts))).delivery, "delivery");
+    },
+  };
+
   return {
     apps,
     tasks,
     nodes,
+    webhooks,
     async close() {
       if (closed.signal.aborted) return;
       closed.abort(new ConnectError("the NGPU client is closed", Code.Canceled));

@@ -25,7 +25,9 @@ export {
   type TaskEvent,
   type TasksApi,
   type WaitOptions,
+  type WebhooksApi,
 } from "./client.js";
+export { DEFAULT_WEBHOOK_TOLERANCE_SECONDS, verifyWebhook, WebhookSignatureError, type VerifyWebhookInit } from "./webhook-signature.js";
 export type { NgpuHttpVersion, NgpuProtocol } from "./transport.js";
 export type {
   BuiltinRuntimeInit,
@@ -95,3 +97,15 @@ export {
   type GpuTelemetry,
   type GpuRequirements,
 } from "../gen/ngpu/v1/gpu_pb.js";
+
+export {
+  WebhookService,
+  WebhookEventType,
+  WebhookDeliveryState,
+  WebhookSchema,
+  WebhookDeliverySchema,
+  type Webhook,
+  type WebhookDelivery,
+  type WebhookAttempt,
+} from "../gen/ngpu/v1/webhook_pb.js";
+export { WebhookEventSchema, type WebhookEvent } from "../gen/ngpu/v1/webhook_event_pb.js";

@@ -6,6 +6,7 @@ import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import type { DeployAppRequestSchema, Runtime, RuntimeSchema, UpdateAppRequestSchema } from "../gen/ngpu/v1/app_pb.js";
 import type { GpuRequirements, GpuRequirementsSchema } from "../gen/ngpu/v1/gpu_pb.js";
 import type { ListNodesRequestSchema } from "../gen/ngpu/v1/node_pb.js";
+import type { WebhookEventType } from "../gen/ngpu/v1/webhook_pb.js";
 import type { ListTasksRequestSchema, SubmitTaskRequestSchema, TaskState } from "../gen/ngpu/v1/task_pb.js";
 
 /** A 64-bit integer: a `number` (must be a safe integer) or a `bigint`. */
@@ -100,6 +101,8 @@ export interface SubmitTaskInit {
   readonly maxAttempts?: number | undefined;
   /** Queue time-to-live in ms; 0 (default) uses the app's. */
   readonly queueTtlMs?: Int64Like | undefined;
+  /** POST this task's events to a URL; the result carries the webhook with its signing secret. */
+  readonly webhook?: { readonly url: string; readonly events?: readonly WebhookEventType[] | undefined } | undefined;
 }
 
 /** Paging of a list call. */
@@ -204,6 +207,7 @@ export function submitTaskRequest(init: SubmitTaskInit): MessageInitShape<typeof
     queueTtlMs: toInt64(init.queueTtlMs ?? 0, "queueTtlMs"),
   };
   if (init.input !== undefined) request.input = init.input;
+  if (init.webhook !== undefined) request.webhook = { url: init.webhook.url, events: [...(init.webhook.events ?? [])] };
   return request;
 }
 

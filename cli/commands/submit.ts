@@ -6,6 +6,7 @@ import { buildTaskInput } from "../input.js";
 import { parseDuration, parseInteger, parseKeyValues } from "../parse.js";
 import { followTask } from "./follow.js";
 import { collect } from "./options.js";
+import { parseWebhookEvents } from "./webhooks.js";
 
 interface SubmitFlags {
   readonly input?: string[];
@@ -17,6 +18,8 @@ interface SubmitFlags {
   readonly wait?: boolean;
   readonly waitTimeout?: string;
   readonly outputDir?: string;
+  readonly webhook?: string;
+  readonly webhookEvents?: string;
 }
 
 export function registerSubmitCommand(program: Command, ctx: CliContext): void {
@@ -33,13 +36,15 @@ export function registerSubmitCommand(program: Command, ctx: CliContext): void {
     .option("--wait", "wait for the end, showing progress; exit 0 only if it succeeded")
     .option("--wait-timeout <duration>", "with --wait: stop waiting after this long (the task keeps running)")
     .option("--output-dir <dir>", "save files (data: URIs) of the output into this directory; implies --wait")
+    .option("--webhook <url>", "POST this task's events to a URL (the signing secret is printed)")
+    .option("--webhook-events <list>", "with --webhook: state_changed,progress,completed (default: all)")
     .action(async (app: string, flags: SubmitFlags, command: Command) => {
       const json = wantsJson(command);
       const wait = flags.wait === true || flags.outputDir !== undefined;
       const input = await buildTaskInput({ input: flags.input, inputJson: flags.inputJson });
       const waitTimeoutMs = flags.waitTimeout === undefined ? undefined : parseDuration("--wait-timeout", flags.waitTimeout);
       const client = ctx.client(command);
-      const { task, created } = await client.tasks.submit(
+      const { task, created, webhook } = await client.tasks.submit(
         {
           app,
           input,
@@ -47,11 +52,13 @@ export function registerSubmitCommand(program: Command, ctx: CliContext): void {
           priority: flags.priority === undefined ? undefined : parseInteger("--priority", flags.priority, { min: -1000, max: 1000 }),
           labels: parseKeyValues("--label", flags.label ?? []),
           timeoutMs: flags.timeout === undefined ? undefined : parseDuration("--timeout", flags.timeout),
+          webhook: flags.webhook === undefined ? undefined : { url: flags.webhook, events: parseWebhookEvents("--webhook-events", flags.webhookEvents) },
         },
         { signal: ctx.signal },
       );
+      if (webhook && !json) println(ctx.stderr, `webhook ${webhook.id} signing secret: ${webhook.secret}`);
       if (!wait) {
-        if (json) printJson(ctx, messageJson(SubmitTaskResponseSchema, create(SubmitTaskResponseSchema, { task, created })));
+        if (json) printJson(ctx, messageJson(SubmitTaskResponseSchema, create(SubmitTaskResponseSchema, { task, created, webhook })));
         else {
           // The id alone on stdout, so that `id=$(ngpu submit app)` works.
           println(ctx.stdout, task.id);

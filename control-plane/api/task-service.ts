@@ -18,11 +18,15 @@ import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
 import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { queueReason } from "../scheduler/placement.js";
+import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
+import { insertWebhook } from "../db/webhooks.js";
 import type { Authenticate } from "./auth.js";
+import { eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
 import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
   DEFAULT_TIMEOUT_MS,
+  checkHttpUrl,
   checkJson,
   checkMaxAttempts,
   checkQueueTtlMs,
@@ -50,7 +54,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
   const { db, bus, authenticate, inputSchemas } = deps;
   const pollMs = deps.watchPollMs ?? 2_000;
 
-  async function submit(principal: Principal, req: SubmitTaskRequest | undefined, field: string): Promise<{ task: Task; created: boolean }> {
+  async function submit(principal: Principal, req: SubmitTaskRequest | undefined, field: string): Promise<{ task: Task; created: boolean; webhook?: Webhook }> {
     if (!req) throw invalidArgument(field, "is required");
     const appRef = requireString(`${field}app`, req.app, 128);
     const input = checkJson(`${field}input`, req.input);
@@ -60,9 +64,12 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const timeoutMs = checkTimeoutMs(`${field}timeout_ms`, req.timeoutMs);
     const maxAttempts = checkMaxAttempts(`${field}max_attempts`, req.maxAttempts);
     const queueTtlMs = checkQueueTtlMs(`${field}queue_ttl_ms`, req.queueTtlMs);
+    const webhook = req.webhook
+      ? { url: checkHttpUrl(`${field}webhook.url`, req.webhook.url), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
+      : undefined;
     const app = await findApp(db, principal.workspaceId, appRef);
     inputSchemas.check(app.id, app.version, app.input_schema, input);
-    const { id, created, row } = await insertTask(db, {
+    const newTask = {
       workspaceId: principal.workspaceId,
       appId: app.id,
       appVersion: app.version,
@@ -73,10 +80,21 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       timeoutMs: timeoutMs || app.timeout_ms || DEFAULT_TIMEOUT_MS,
       maxAttempts: maxAttempts || app.max_attempts,
       queueTtlMs: queueTtlMs || app.queue_ttl_ms,
-    });
+    };
+    // With a webhook, task and webhook commit together (the webhook then hears of the task being queued).
+    const { id, created, row, hook } = webhook
+      ? await db.transaction().execute(async (tx) => {
+          const inserted = await insertTask(tx, newTask);
+          const hookRow = inserted.created
+            ? await insertWebhook(tx, { workspaceId: principal.workspaceId, taskId: inserted.id, ...webhook })
+            : await tx.selectFrom("webhooks").selectAll().where("task_id", "=", inserted.id).where("workspace_id", "=", principal.workspaceId).orderBy("seq").executeTakeFirst();
+          return { ...inserted, hook: hookRow };
+        })
+      : { ...(await insertTask(db, newTask)), hook: undefined };
     if (created) bus.wakeScheduler();
     // A new row came back from the insert; a replayed key needs a read.
-    return { task: taskToProto(row ? { ...row, app_name: app.name } : await getTask(db, principal.workspaceId, id)), created };
+    const task = taskToProto(row ? { ...row, app_name: app.name } : await getTask(db, principal.workspaceId, id));
+    return { task, created, ...(hook ? { webhook: webhookToProto(hook, true) } : {}) };
   }
 
   /**

@@ -116,3 +116,17 @@ export function decodePageToken<K extends string>(field: string, token: string, 
   }
   throw invalidArgument(field, "is not a page token this API issued");
 }
+
+/** An http:// or https:// URL that a control plane can POST to (webhooks), at most 2048 characters. */
+export function checkHttpUrl(field: string, value: string): string {
+  requireString(field, value, 2048);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw invalidArgument(field, "is not a URL");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw invalidArgument(field, "must be an http:// or https:// URL");
+  if (url.username || url.password) throw invalidArgument(field, "must not carry a user name or password");
+  return url.toString();
+}

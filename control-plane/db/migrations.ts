@@ -1,6 +1,7 @@
 import { type Kysely, type MigrationProvider, Migrator } from "kysely";
 import { foundationMigrations } from "./migrations/foundation.js";
 import { meteringMigrations } from "./migrations/metering.js";
+import { webhookMigrations } from "./migrations/webhooks.js";
 
 /**
  * Migrations live in the code, not in files beside it, so a bundled control
@@ -11,6 +12,7 @@ import { meteringMigrations } from "./migrations/metering.js";
 const migrations = {
   ...foundationMigrations,
   ...meteringMigrations,
+  ...webhookMigrations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -250,6 +250,51 @@ export interface TaskSubmissionTable {
   submitted: number;
 }
 
+export interface WebhookTable {
+  seq: Generated<string>;
+  id: string;
+  workspace_id: string;
+  app_id: string | null;
+  task_id: string | null;
+  url: string;
+  /** Event type names, e.g. "task.progress". */
+  events: Json<string[]>;
+  /** Signing secret, "whsec_…": kept in clear, because signing needs it. */
+  secret: string;
+  created_at: DefaultedTimestamp;
+  deleted_at: Timestamp | null;
+}
+
+export interface WebhookDeliveryTable {
+  seq: Generated<string>;
+  id: Generated<string>;
+  webhook_id: string;
+  workspace_id: string;
+  task_id: string;
+  /** task.state_changed | task.progress | task.completed */
+  type: string;
+  /** The task row when the event happened (to_jsonb, without input). */
+  snapshot: Json<Record<string, unknown>>;
+  /** PENDING | DELIVERED | FAILED */
+  state: Generated<string>;
+  attempt_count: Generated<number>;
+  next_attempt_at: DefaultedTimestamp;
+  created_at: DefaultedTimestamp;
+  delivered_at: Timestamp | null;
+  last_status_code: Generated<number>;
+  last_error: Generated<string>;
+}
+
+export interface WebhookAttemptTable {
+  delivery_id: string;
+  number: number;
+  at: DefaultedTimestamp;
+  /** 0 when no HTTP response came. */
+  status_code: number;
+  error: string;
+  duration_ms: number;
+}
+
 export interface Database {
   /** Control-plane replicas and when each was last alive. */
   control_planes: ControlPlaneTable;
@@ -271,6 +316,11 @@ export interface Database {
   /** Usage sums per 15-minute bucket, kept as records are written. */
   usage_rollups: UsageRollupTable;
   task_submissions: TaskSubmissionTable;
+  /** Webhook subscriptions, per app or per task. */
+  webhooks: WebhookTable;
+  /** The webhook outbox and delivery log. */
+  webhook_deliveries: WebhookDeliveryTable;
+  webhook_attempts: WebhookAttemptTable;
 }
 
 export type TaskRow = Selectable<TaskTable>;

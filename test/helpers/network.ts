@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { type ControlPlane, startControlPlane } from "../../control-plane/control-plane.js";
 import { createApiKey, createEnrollmentToken, createWorkspace } from "../../control-plane/db/credentials.js";
 import { createLogger } from "../../control-plane/log.js";
+import type { WebhookDeliveryOptions } from "../../control-plane/webhooks/deliverer.js";
 import { createTestDatabase, type TestDatabase } from "./postgres.js";
 
 export const TEST_NATS_URL = process.env.NGPU_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
@@ -31,6 +32,7 @@ export interface TestNetworkOptions {
   readonly lostAfterMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly reconnectGraceMs?: number;
+  readonly webhooks?: WebhookDeliveryOptions;
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -51,7 +53,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     logLevel: "silent",
   };
   const replicas: ControlPlane[] = [];
-  const cp = await startControlPlane(config, { logger });
+  const cp = await startControlPlane(config, { logger, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
   replicas.push(cp);
   const ws = await createWorkspace(cp.db, "test", { operator: true });
   const key = await createApiKey(cp.db, ws.id, "test");
@@ -70,7 +72,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
       return { workspaceId: other.id, apiKey: otherKey.key };
     },
     async addReplica() {
-      const replica = await startControlPlane(config, { logger });
+      const replica = await startControlPlane(config, { logger, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
       replicas.push(replica);
       return replica;
     },

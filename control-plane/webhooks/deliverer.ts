@@ -1,0 +1,132 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Db } from "../db/database.js";
+import { type AttemptResult, type ClaimedDelivery, claimDueDeliveries, recordAttempts } from "../db/webhooks.js";
+import type { Logger } from "../log.js";
+import { webhookRetryDelayMs } from "./backoff.js";
+import { webhookEventBody } from "./event-body.js";
+import { signWebhook, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER } from "./signature.js";
+
+/** Delivery settings; every field has a default. */
+export interface WebhookDeliveryOptions {
+  /** How often the outbox is checked for due deliveries, in ms. Default 500. */
+  readonly pollIntervalMs?: number;
+  /** Deliveries claimed (and sent concurrently) at most per round. Default 32. */
+  readonly batchSize?: number;
+  /** How long a receiver has to answer, in ms. Default 10000. */
+  readonly timeoutMs?: number;
+  /** Tries at most before a delivery is FAILED (replay restarts it). Default 12 (about 1 h with the defaults). */
+  readonly maxAttempts?: number;
+  /** First retry after about this long, doubling each time, in ms. Default 1000. */
+  readonly retryBaseMs?: number;
+  /** Longest wait between tries, in ms. Default 1 h. */
+  readonly retryMaxMs?: number;
+}
+
+export interface WebhookDeliverer {
+  /** Checks the outbox now instead of at the next poll. */
+  wake(): void;
+  /** Stops claiming; sends in flight are abandoned and go out again once their lease ends. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Sends due webhook deliveries from the Postgres outbox. Runs on every
+ * replica; SKIP LOCKED claims share the work among them. Nothing here is on
+ * a task's path: tasks only write outbox rows (by trigger) and never wait.
+ */
+export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: WebhookDeliveryOptions | undefined }): WebhookDeliverer {
+  const { db } = deps;
+  const log = deps.logger.child({ component: "webhooks" });
+  const o = deps.options ?? {};
+  const pollIntervalMs = o.pollIntervalMs ?? 500;
+  const batchSize = o.batchSize ?? 32;
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const maxAttempts = o.maxAttempts ?? 12;
+  const retryBaseMs = o.retryBaseMs ?? 1_000;
+  const retryMaxMs = o.retryMaxMs ?? 3_600_000;
+  // Long enough that a send still in flight is never claimed twice.
+  const leaseMs = timeoutMs + 5_000;
+
+  const stop = new AbortController();
+  let nap = new AbortController();
+
+  async function send(delivery: ClaimedDelivery): Promise<AttemptResult> {
+    const started = performance.now();
+    const body = webhookEventBody(delivery);
+    const timestamp = Math.floor(Date.now() / 1000);
+    let statusCode = 0;
+    let error = "";
+    try {
+      const response = await fetch(delivery.url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "ngpu-webhooks/1",
+          [WEBHOOK_ID_HEADER]: delivery.id,
+          [WEBHOOK_TIMESTAMP_HEADER]: String(timestamp),
+          [WEBHOOK_SIGNATURE_HEADER]: signWebhook(delivery.secret, timestamp, body),
+        },
+        body,
+        // A redirect is an answer, not an instruction: following it would send the signed event elsewhere.
+        redirect: "manual",
+        signal: AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]),
+      });
+      statusCode = response.status;
+      const text = await response.text();
+      if (statusCode < 200 || statusCode > 299) error = `HTTP ${statusCode}${text ? `: ${text.slice(0, 200)}` : ""}`;
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string; message?: string } };
+      error = e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `${e.message}${e.cause?.message ? `: ${e.cause.message}` : ""}`;
+    }
+    const delivered = error === "";
+    return {
+      deliveryId: delivery.id,
+      attempt: delivery.attempt,
+      delivered,
+      statusCode,
+      error,
+      durationMs: performance.now() - started,
+      retryInMs: delivered || delivery.attempt >= maxAttempts ? undefined : webhookRetryDelayMs(delivery.attempt, retryBaseMs, retryMaxMs),
+    };
+  }
+
+  async function round(): Promise<number> {
+    const claimed = await claimDueDeliveries(db, batchSize, leaseMs);
+    if (claimed.length === 0) return 0;
+    const results = await Promise.all(claimed.map(send));
+    // Abandoned at shutdown: not an attempt the receiver saw an answer to; the lease brings it back.
+    if (stop.signal.aborted) return 0;
+    await recordAttempts(db, results);
+    for (const r of results) {
+      if (!r.delivered) log.debug({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed");
+    }
+    return claimed.length;
+  }
+
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      let sent = 0;
+      try {
+        sent = await round();
+      } catch (err) {
+        if (!stop.signal.aborted) log.warn({ err }, "webhook round failed");
+      }
+      if (sent === batchSize) continue; // more may be due
+      try {
+        await sleep(pollIntervalMs, undefined, { signal: AbortSignal.any([stop.signal, nap.signal]) });
+      } catch {
+        nap = new AbortController();
+      }
+    }
+  })();
+
+  return {
+    wake() {
+      nap.abort();
+    },
+    async shutdown() {
+      stop.abort();
+      await loop;
+    },
+  };
+}
