@@ -106,7 +106,7 @@ try {
   };
   const ws = await createWorkspace(cp.db, "bench");
   const key = await createApiKey(cp.db, ws.id, "bench");
-  const enrollment = await createEnrollmentToken(cp.db, "bench");
+  const enrollment = await createEnrollmentToken(cp.db, { name: "bench workers", maxUses: 100_000 });
   send({ type: "ready", url: cp.url, apiKey: key.key, enrollmentToken: enrollment.token });
 } catch (err) {
   send({ type: "failed", error: (err as Error).message });

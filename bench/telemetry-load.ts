@@ -16,6 +16,7 @@ import { ConnectRequestSchema, ConnectResponseSchema } from "../gen/ngpu/v1/work
 import { createSimulatedGpuReader, parseSimulatedGpuSpec } from "../worker/gpu/simulated-gpu.js";
 import { sampleToProto } from "../worker/telemetry/telemetry-loop.js";
 import type { FromLoad, LoadStats, ToLoad } from "./ipc.js";
+import { newNodeKey } from "../test/helpers/node-key.js";
 
 const [url = "", token = "", gpusText = "8", maxSecondsText = "600"] = process.argv.slice(2);
 const gpusPerNode = Math.max(1, Math.min(64, Number(gpusText)));
@@ -86,6 +87,7 @@ async function openNode(index: number): Promise<SimNode> {
     t.time = undefined;
     return Buffer.from(toBinary(GpuTelemetrySchema, t));
   });
+  const key = newNodeKey();
   const hello = toBinary(
     ConnectRequestSchema,
     create(ConnectRequestSchema, {
@@ -93,6 +95,7 @@ async function openNode(index: number): Promise<SimNode> {
         case: "hello",
         value: {
           enrollmentToken: token,
+          publicKey: key.publicKey,
           name,
           gpus: reading.gpus.map((g) => ({ index: g.index, uuid: g.uuid, model: g.model, memoryTotalBytes: BigInt(g.memoryTotalBytes), simulated: true })),
           runtimes: ["builtin"],
@@ -116,7 +119,10 @@ async function openNode(index: number): Promise<SimNode> {
         if (pending.length < 5 + len) break;
         const m = fromBinary(ConnectResponseSchema, pending.subarray(5, 5 + len));
         pending = pending.subarray(5 + len);
-        if (m.message.case === "welcome") {
+        if (m.message.case === "challenge") {
+          const proof = create(ConnectRequestSchema, { message: { case: "proof", value: { signature: key.prove(m.message.value.nonce) } } });
+          stream.write(grpcFrame(toBinary(ConnectRequestSchema, proof)));
+        } else if (m.message.case === "welcome") {
           clearTimeout(timer);
           node.open = true;
           node.nextDue = performance.now() + Math.random() * PERIOD_MS;

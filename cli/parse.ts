@@ -152,3 +152,13 @@ export function parseTaskStates(flag: string, text: string): TaskState[] {
       return state;
     });
 }
+
+/** When something expires: a duration from now (`30d`, `12h`) or an ISO 8601 time (`2027-01-31T00:00:00Z`), as a Date. */
+export function parseExpiry(flag: string, text: string, now = Date.now()): Date {
+  if (/^\d{4}-\d{2}-\d{2}/.test(text.trim())) {
+    const at = new Date(text.trim());
+    if (Number.isNaN(at.getTime())) fail(flag, text, "a time (use e.g. 2027-01-31T00:00:00Z, or a duration such as 30d)");
+    return at;
+  }
+  return new Date(now + parseDuration(flag, text));
+}

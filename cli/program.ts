@@ -3,6 +3,7 @@ import { Code, ConnectError } from "../sdk/index.js";
 import { println, type CliContext } from "./context.js";
 import { CliError, ExitCode } from "./errors.js";
 import { registerAppCommands } from "./commands/apps.js";
+import { registerKeyCommands } from "./commands/keys.js";
 import { registerNodeCommands } from "./commands/nodes.js";
 import { registerSubmitCommand } from "./commands/submit.js";
 import { registerTaskCommands } from "./commands/tasks.js";
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerTaskCommands(program, ctx);
   registerNodeCommands(program, ctx);
   registerWebhookCommands(program, ctx);
+  registerKeyCommands(program, ctx);
   for (const command of program.commands) command.hook("preAction", () => ctx.handleInterrupts());
   return program;
 }

@@ -1,4 +1,5 @@
 import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
+import { file_ngpu_v1_key, KeyService } from "../gen/ngpu/v1/key_pb.js";
 import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
 import { file_ngpu_v1_webhook, WebhookService } from "../gen/ngpu/v1/webhook_pb.js";
@@ -9,6 +10,7 @@ import { createAuthenticator } from "./api/auth.js";
 import { guarded } from "./api/errors.js";
 import { createHealth } from "./api/health.js";
 import { createInputSchemaValidator } from "./api/input-schema.js";
+import { createKeyService } from "./api/key-service.js";
 import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
@@ -97,10 +99,11 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas }), logger));
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
+        router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
         health.register(router);
-        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event] });
+        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key] });
       },
     });
   } catch (err) {

@@ -2,6 +2,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_pb.js";
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
+import { type ApiKey, KeyScope, KeyService } from "../gen/ngpu/v1/key_pb.js";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { TaskService, type ListTasksResponse, type Task, type WatchTaskResponse } from "../gen/ngpu/v1/task_pb.js";
 import {
   WebhookService,
@@ -161,6 +163,36 @@ export interface NodesApi {
   get(nodeId: string, options?: CallOptions): Promise<Node>;
   /** Stops giving the node work; running tasks may finish within graceMs (default 30000). Operators only. */
   drain(nodeId: string, graceMs?: number, options?: CallOptions): Promise<Node>;
+  /** Bans the node for good: its stream ends, its tasks run elsewhere, it cannot rejoin. Operators only. */
+  revoke(nodeId: string, reason?: string, options?: CallOptions): Promise<Node>;
+}
+
+/** What a new key may do. */
+export interface CreateKeyInit {
+  readonly name?: string;
+  /** "full" (default), "invoke" (needs `apps`) or "read-only". */
+  readonly scope?: "full" | "invoke" | "read-only";
+  /** For "invoke": the app names it may submit to, watch and cancel. */
+  readonly apps?: readonly string[];
+  /** When it stops working (Unix ms or a Date); default never. */
+  readonly expiresAt?: number | Date;
+}
+
+export interface CreatedKey {
+  readonly key: ApiKey;
+  /** "<id>.<secret>" to use as an apiKey; shown once. */
+  readonly secret: string;
+}
+
+export interface KeysApi {
+  /** Creates an API key in the caller's workspace (needs a full key). */
+  create(init?: CreateKeyInit, options?: CallOptions): Promise<CreatedKey>;
+  /** The workspace's keys (without secrets); `includeInactive` adds revoked and expired ones. */
+  list(includeInactive?: boolean, options?: CallOptions): Promise<ApiKey[]>;
+  /** The key stops working at once, on every control-plane replica. */
+  revoke(keyId: string, options?: CallOptions): Promise<ApiKey>;
+  /** An enrollment token admitting `maxUses` (default 1) new workers, optionally expiring. Operators only. */
+  createEnrollmentToken(init?: { name?: string; maxUses?: number; expiresAt?: number | Date }, options?: CallOptions): Promise<{ tokenId: string; token: string }>;
 }
 
 /**
@@ -172,6 +204,7 @@ export interface NgpuClient {
   readonly tasks: TasksApi;
   readonly nodes: NodesApi;
   readonly webhooks: WebhooksApi;
+  readonly keys: KeysApi;
   /** Closes the connections and fails the calls in flight with `Code.Canceled`. Idempotent. */
   close(): Promise<void>;
 }
@@ -217,6 +250,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const appClient = createClient(AppService, owned.transport);
   const nodeClient = createClient(NodeService, owned.transport);
   const webhookClient = createClient(WebhookService, owned.transport);
+  const keyClient = createClient(KeyService, owned.transport);
 
   // Every call also listens to `closed`, so close() ends open streams at once.
   function signalFor(signal: AbortSignal | undefined): AbortSignal {
@@ -350,6 +384,31 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     async drain(nodeId, graceMs, opts) {
       return required((await nodeClient.drainNode({ nodeId, graceMs: graceMs ?? 0 }, unary(opts))).node, "node");
     },
+    async revoke(nodeId, reason, opts) {
+      return required((await nodeClient.revokeNode({ nodeId, reason: reason ?? "" }, unary(opts))).node, "node");
+    },
+  };
+
+  const expiry = (at: number | Date | undefined) => (at === undefined ? undefined : timestampFromMs(at instanceof Date ? at.getTime() : at));
+  const scopes = { full: KeyScope.FULL, invoke: KeyScope.INVOKE, "read-only": KeyScope.READ_ONLY } as const;
+  const keys: KeysApi = {
+    async create(init, opts) {
+      const res = await keyClient.createKey(
+        { name: init?.name ?? "", scope: scopes[init?.scope ?? "full"], apps: [...(init?.apps ?? [])], expireTime: expiry(init?.expiresAt) },
+        unary(opts),
+      );
+      return { key: required(res.key, "key"), secret: res.secret };
+    },
+    async list(includeInactive, opts) {
+      return (await keyClient.listKeys({ includeInactive: includeInactive ?? false }, unary(opts))).keys;
+    },
+    async revoke(keyId, opts) {
+      return required((await keyClient.revokeKey({ keyId }, unary(opts))).key, "key");
+    },
+    async createEnrollmentToken(init, opts) {
+      const res = await keyClient.createEnrollmentToken({ name: init?.name ?? "", maxUses: init?.maxUses ?? 0, expireTime: expiry(init?.expiresAt) }, unary(opts));
+      return { tokenId: res.tokenId, token: res.token };
+    },
   };
 
   const webhooks: WebhooksApi = {
@@ -381,6 +440,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     tasks,
     nodes,
     webhooks,
+    keys,
     async close() {
       if (closed.signal.aborted) return;
       closed.abort(new ConnectError("the NGPU client is closed", Code.Canceled));

@@ -15,6 +15,9 @@ export {
   DEFAULT_TIMEOUT_MS,
   WAIT_UNAVAILABLE_LIMIT_MS,
   type AppsApi,
+  type CreateKeyInit,
+  type CreatedKey,
+  type KeysApi,
   type CallOptions,
   type DeployResult,
   type NgpuClient,
@@ -89,6 +92,12 @@ export {
   type Node,
   type ListNodesResponse,
 } from "../gen/ngpu/v1/node_pb.js";
+export {
+  KeyService,
+  KeyScope,
+  ApiKeySchema,
+  type ApiKey,
+} from "../gen/ngpu/v1/key_pb.js";
 export {
   GpuSchema,
   GpuTelemetrySchema,

@@ -147,6 +147,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     hello: async () => ({
       enrollmentToken: config.enrollmentToken,
       nodeId: identity.nodeId(),
+      publicKey: identity.publicKey,
       name: config.name,
       gpus: gpus.map(gpuToProto),
       gpuError,
@@ -156,6 +157,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
       running: runner.held(),
       warmAppIds: pool.warmAppIds(),
     }),
+    prove: (nonce) => identity.prove(nonce),
     onWelcome: (nodeId, telemetryIntervalMs) => {
       identity.save(nodeId);
       telemetry.setIntervalMs(telemetryIntervalMs);

@@ -63,6 +63,17 @@ export function registerNodeCommands(program: Command, ctx: CliContext): void {
     });
 
   nodes
+    .command("revoke")
+    .description("ban a node for good: its stream ends, its tasks run elsewhere, it cannot rejoin (operators only)")
+    .argument("<id>", "node id")
+    .option("--reason <text>", "why, for the record", "")
+    .action(async (id: string, flags: { reason: string }, command: Command) => {
+      const node = await ctx.client(command).nodes.revoke(id, flags.reason, { signal: ctx.signal });
+      if (wantsJson(command)) printJson(ctx, messageJson(NodeSchema, node));
+      else println(ctx.stdout, `node ${node.id} revoked`);
+    });
+
+  nodes
     .command("get")
     .description("show a node and each of its GPUs")
     .argument("<id>", "node id")

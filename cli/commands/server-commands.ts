@@ -6,6 +6,7 @@ import { openDatabase } from "../../control-plane/db/database.js";
 import { createLogger } from "../../control-plane/log.js";
 import { main as workerMain } from "../../worker/main.js";
 import { CliError, ExitCode } from "../errors.js";
+import { parseExpiry, parseInteger } from "../parse.js";
 import { DEFAULT_DEV_WORKERS, DEMO_APP, type DevNetwork, startDevNetwork } from "../dev/dev-network.js";
 
 /**
@@ -118,15 +119,38 @@ export function registerServerCommands(program: Command): void {
     .description("create a workspace with an API key, and an enrollment token for workers; prints them once")
     .option("--workspace <name>", "workspace name", "default")
     .option("--operator", "make it an operator workspace (its keys may drain nodes)")
-    .action(async (opts: { workspace: string; operator?: boolean }) => {
+    .option("--token-uses <n>", "how many new workers the enrollment token admits (default 1)")
+    .action(async (opts: { workspace: string; operator?: boolean; tokenUses?: string }) => {
       const url = process.env.DATABASE_URL;
       if (!url) throw new CliError("DATABASE_URL is not set", ExitCode.USAGE);
       const db = await openDatabase({ kind: "postgres", url, poolSize: 1 });
       try {
         const ws = await createWorkspace(db, opts.workspace, { operator: opts.operator === true });
         const key = await createApiKey(db, ws.id, "bootstrap");
-        const token = await createEnrollmentToken(db, "bootstrap");
+        const token = await createEnrollmentToken(db, { name: "bootstrap", maxUses: opts.tokenUses ? parseInteger("--token-uses", opts.tokenUses, { min: 1, max: 10_000 }) : 1 });
         process.stdout.write(JSON.stringify({ workspaceId: ws.id, apiKey: key.key, enrollmentToken: token.token }, null, 2) + "\n");
+      } finally {
+        await db.destroy();
+      }
+    });
+
+  admin
+    .command("enrollment-token")
+    .description("enrollment tokens: each admits new workers to the network")
+    .command("create")
+    .description("create an enrollment token (single-use unless --uses); prints it once")
+    .option("--name <name>", "a name for the record", "")
+    .option("--uses <n>", "how many new workers it admits", "1")
+    .option("--expires <when>", "a duration from now (24h) or an ISO time; default never")
+    .action(async (opts: { name: string; uses: string; expires?: string }) => {
+      const url = process.env.DATABASE_URL;
+      if (!url) throw new CliError("DATABASE_URL is not set", ExitCode.USAGE);
+      const maxUses = parseInteger("--uses", opts.uses, { min: 1, max: 10_000 });
+      const expiresAt = opts.expires ? parseExpiry("--expires", opts.expires) : undefined;
+      const db = await openDatabase({ kind: "postgres", url, poolSize: 1 });
+      try {
+        const token = await createEnrollmentToken(db, { name: opts.name, maxUses, ...(expiresAt ? { expiresAt } : {}) });
+        process.stdout.write(JSON.stringify({ tokenId: token.id, token: token.token, maxUses, expiresAt: token.expiresAt?.toISOString() ?? null }, null, 2) + "\n");
       } finally {
         await db.destroy();
       }

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../control-plane/control-plane.js";
 import { type ControlPlaneConfig, loadControlPlaneConfig } from "../../control-plane/config.js";
-import { createApiKey, createEnrollmentToken, createWorkspace, verifyApiKey, verifyEnrollmentToken } from "../../control-plane/db/credentials.js";
+import { createApiKey, createEnrollmentToken, createWorkspace, checkEnrollmentToken, verifyApiKey } from "../../control-plane/db/credentials.js";
 import type { Db } from "../../control-plane/db/database.js";
 import { deployApp } from "../../control-plane/db/apps.js";
 import type { Logger } from "../../control-plane/log.js";
@@ -48,16 +48,20 @@ export const DEMO_APP = "style-app";
 /** The repository root: the demo app runs from source. */
 const ROOT = resolve(import.meta.dirname, "../..");
 
+/** New nodes the local network's token admits (dev workers with fresh data folders). */
+const DEV_TOKEN_USES = 100;
+
 async function ensureCredentials(db: Db, file: string, url: string): Promise<DevCredentials> {
   if (existsSync(file)) {
     try {
       const saved = JSON.parse(readFileSync(file, "utf8")) as DevCredentials;
       const principal = await verifyApiKey(db, saved.apiKey);
-      if (principal && (await verifyEnrollmentToken(db, saved.enrollmentToken))) {
-        const creds = { ...saved, url, workspaceId: principal.workspaceId };
-        writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
-        return creds;
-      }
+      // Workers that joined before rejoin with their node keys; the token only admits new ones.
+      const tokenUsable = (await checkEnrollmentToken(db, saved.enrollmentToken)) === undefined;
+      const enrollmentToken = tokenUsable ? saved.enrollmentToken : (await createEnrollmentToken(db, { name: "dev workers", maxUses: DEV_TOKEN_USES })).token;
+      const creds = { ...saved, url, enrollmentToken, workspaceId: principal.workspaceId };
+      writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
+      return creds;
     } catch {
       // Unreadable or from another database: make new ones below.
     }
@@ -65,7 +69,7 @@ async function ensureCredentials(db: Db, file: string, url: string): Promise<Dev
   // You run this network, so your workspace is its operator's.
   const ws = await createWorkspace(db, "dev", { operator: true });
   const key = await createApiKey(db, ws.id, "dev");
-  const token = await createEnrollmentToken(db, "dev workers");
+  const token = await createEnrollmentToken(db, { name: "dev workers", maxUses: DEV_TOKEN_USES });
   const creds: DevCredentials = { url, apiKey: key.key, enrollmentToken: token.token, workspaceId: ws.id };
   writeFileSync(file, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
   return creds;

@@ -5,7 +5,7 @@ import { type AppDefinition, deployApp, findApp, listApps } from "../db/apps.js"
 import type { Db } from "../db/database.js";
 import type { AppRow, RuntimeRow } from "../db/schema.js";
 import { invalidArgument } from "../errors.js";
-import type { Authenticate } from "./auth.js";
+import { type Authenticate, requireApp, requireFull, visibleApps } from "./auth.js";
 import { appToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
@@ -128,12 +128,14 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
   return {
     async deployApp(req, ctx) {
       const principal = await authenticate(ctx);
+      requireFull(principal, "deploying an app");
       const { app, created } = await deployApp(db, principal.workspaceId, definitionOf(req));
       return { app: appToProto(app), created };
     },
 
     async updateApp(req, ctx) {
       const principal = await authenticate(ctx);
+      requireFull(principal, "updating an app");
       const current = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
       const base = fromRow(current);
       const merged = {
@@ -152,14 +154,16 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
 
     async getApp(req, ctx) {
       const principal = await authenticate(ctx);
-      return { app: appToProto(await findApp(db, principal.workspaceId, requireString("app", req.app, 128))) };
+      const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
+      requireApp(principal, app.name, "read", "reading an app");
+      return { app: appToProto(app) };
     },
 
     async listApps(req, ctx) {
       const principal = await authenticate(ctx);
       const limit = checkPageSize("page_size", req.pageSize, 50);
       const cursor = decodePageToken("page_token", req.pageToken, "n", "string");
-      const rows = await listApps(db, principal.workspaceId, limit + 1, cursor ? String(cursor.n) : undefined);
+      const rows = await listApps(db, principal.workspaceId, limit + 1, cursor ? String(cursor.n) : undefined, visibleApps(principal));
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return { apps: page.map(appToProto), nextPageToken: rows.length > limit && last ? encodePageToken({ n: last.name }) : "" };

@@ -104,6 +104,7 @@ export function appToProto(row: AppRow): App {
 
 const NODE_STATES: Record<string, NodeState> = {
   ONLINE: NodeState.ONLINE,
+  REVOKED: NodeState.REVOKED,
   DRAINING: NodeState.DRAINING,
   OFFLINE: NodeState.OFFLINE,
   LOST: NodeState.LOST,

@@ -4,12 +4,15 @@ import { loadNodeLoad } from "../db/attempts.js";
 import type { Db } from "../db/database.js";
 import type { Bus } from "../bus/bus.js";
 import { drainMessage } from "../dispatch/assignment.js";
+import { revokeNode } from "../db/nodes.js";
+import { requeueLostAttempts } from "../db/tasks.js";
+import { stateSignal } from "../bus/task-events.js";
 import type { NodeRow } from "../db/schema.js";
 import { invalidArgument, NgpuError, notFound } from "../errors.js";
 import type { TelemetryStore } from "../monitor/telemetry-store.js";
-import type { Authenticate } from "./auth.js";
+import { type Authenticate, requireOperator } from "./auth.js";
 import { nodeToProto } from "./convert.js";
-import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
+import { checkPageSize, checkText, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
 export interface NodeServiceDeps {
   readonly db: Db;
@@ -64,9 +67,26 @@ export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof Nod
       return { node: node! };
     },
 
+    async revokeNode(req, ctx) {
+      const principal = await authenticate(ctx);
+      requireOperator(principal, "revoking a node");
+      const id = requireString("node_id", req.nodeId, 64);
+      if (req.reason.length > 500) throw invalidArgument("reason", "must be at most 500 characters");
+      const revoked = await revokeNode(db, id, checkText("reason", req.reason));
+      if (!revoked) throw notFound("node", id);
+      // Whichever replica holds its stream ends it; its work runs elsewhere.
+      bus.publishNodeRevoked(id);
+      const changed = await requeueLostAttempts(db, revoked.attemptIds, "the node was revoked by the operator");
+      for (const t of changed) bus.publishTaskEvent(t.id, stateSignal(t.id));
+      if (changed.length > 0) bus.wakeScheduler();
+      const row = await db.selectFrom("nodes").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+      const [node] = await withLiveState([row]);
+      return { node: node! };
+    },
+
     async drainNode(req, ctx) {
       const principal = await authenticate(ctx);
-      if (!principal.operator) throw new NgpuError("PERMISSION_DENIED", "draining a node needs an API key of the network's operator workspace");
+      requireOperator(principal, "draining a node");
       const id = requireString("node_id", req.nodeId, 64);
       if (req.graceMs > 3_600_000) throw invalidArgument("grace_ms", "must be at most 3600000");
       const row = await db

@@ -20,8 +20,8 @@ import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { queueReason } from "../scheduler/placement.js";
 import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
 import { insertWebhook } from "../db/webhooks.js";
-import type { Authenticate } from "./auth.js";
 import { eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
+import { type Authenticate, requireApp, visibleApps } from "./auth.js";
 import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
@@ -68,6 +68,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       ? { url: checkHttpUrl(`${field}webhook.url`, req.webhook.url), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
       : undefined;
     const app = await findApp(db, principal.workspaceId, appRef);
+    requireApp(principal, app.name, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
     const newTask = {
       workspaceId: principal.workspaceId,
@@ -108,7 +109,9 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const onAbort = () => events.end();
     signal.addEventListener("abort", onAbort);
     try {
-      let last = taskToProto(await getTask(db, principal.workspaceId, taskId));
+      const first = await getTask(db, principal.workspaceId, taskId);
+      requireApp(principal, first.app_name, "read", "watching a task");
+      let last = taskToProto(first);
       yield create(WatchTaskResponseSchema, { event: { case: "task", value: last } });
       if (isTerminal(stateName(last))) return;
       for await (const event of events) {
@@ -153,6 +156,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
       const row = await getTask(db, principal.workspaceId, id);
+      requireApp(principal, row.app_name, "read", "reading a task");
       const task = taskToProto(row);
       if (row.state === "QUEUED") {
         const app = await db.selectFrom("apps").select(["gpu_count", "gpu_min_memory_bytes", "gpu_models"]).where("id", "=", row.app_id).executeTakeFirstOrThrow();
@@ -173,6 +177,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     async cancelTask(req, ctx) {
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
+      requireApp(principal, (await getTask(db, principal.workspaceId, id)).app_name, "invoke", "cancelling a task");
       const result = await cancelTask(db, principal.workspaceId, id);
       if (result.attempt) bus.sendToNode(result.attempt.nodeId, cancelMessage(id, result.attempt.id, "cancelled by the caller"));
       if (result.changed) bus.publishTaskEvent(id, stateSignal(id));
@@ -188,12 +193,15 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
         if (!name) throw invalidArgument(`states[${i}]`, "is not a task state");
         return name;
       });
-      const appId = req.app ? (await findApp(db, principal.workspaceId, requireString("app", req.app, 128))).id : undefined;
+      const app = req.app ? await findApp(db, principal.workspaceId, requireString("app", req.app, 128)) : undefined;
+      if (app) requireApp(principal, app.name, "read", "listing tasks");
+      const appId = app?.id;
+      const appNames = visibleApps(principal);
       const labels = checkLabels("labels", req.labels);
       const rows = await listTasks(
         db,
         principal.workspaceId,
-        { ...(appId ? { appId } : {}), states, labels, ...(cursor ? { beforeSeq: Number(cursor.s) } : {}) },
+        { ...(appId ? { appId } : {}), ...(appNames ? { appNames } : {}), states, labels, ...(cursor ? { beforeSeq: Number(cursor.s) } : {}) },
         limit + 1,
       );
       const page = rows.slice(0, limit);

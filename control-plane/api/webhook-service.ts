@@ -6,7 +6,7 @@ import { getTask } from "../db/tasks.js";
 import { type ClaimedDelivery, deleteWebhook, insertWebhook, replayDelivery } from "../db/webhooks.js";
 import { notFound } from "../errors.js";
 import { webhookEventBody } from "../webhooks/event-body.js";
-import type { Authenticate } from "./auth.js";
+import { type Authenticate, requireFull, requireWorkspaceRead } from "./auth.js";
 import { checkHttpUrl, checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
 import { deliveryStateFromProto, deliveryToProto, eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
 
@@ -51,6 +51,7 @@ export function createWebhookService(deps: WebhookServiceDeps): ServiceImpl<type
   return {
     async createWebhook(req, ctx) {
       const principal = await authenticate(ctx);
+      requireFull(principal, "creating a webhook");
       const url = checkHttpUrl("url", req.url);
       const events = eventTypesFromProto("events", req.events);
       const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
@@ -60,6 +61,7 @@ export function createWebhookService(deps: WebhookServiceDeps): ServiceImpl<type
 
     async listWebhooks(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "listing webhooks");
       const limit = checkPageSize("page_size", req.pageSize, 50);
       const cursor = decodePageToken("page_token", req.pageToken, "s", "number");
       let query = db.selectFrom("webhooks").selectAll().where("workspace_id", "=", principal.workspaceId).where("deleted_at", "is", null).orderBy("seq", "desc").limit(limit + 1);
@@ -74,12 +76,14 @@ export function createWebhookService(deps: WebhookServiceDeps): ServiceImpl<type
 
     async deleteWebhook(req, ctx) {
       const principal = await authenticate(ctx);
+      requireFull(principal, "deleting a webhook");
       await deleteWebhook(db, principal.workspaceId, requireString("webhook_id", req.webhookId, 64));
       return {};
     },
 
     async listWebhookDeliveries(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "listing webhook deliveries");
       const limit = checkPageSize("page_size", req.pageSize, 50);
       const cursor = decodePageToken("page_token", req.pageToken, "s", "number");
       const states = req.states.map((s, i) => deliveryStateFromProto(`states[${i}]`, s));
@@ -96,11 +100,13 @@ export function createWebhookService(deps: WebhookServiceDeps): ServiceImpl<type
 
     async getWebhookDelivery(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "reading a webhook delivery");
       return { delivery: await loadDelivery(principal.workspaceId, requireString("delivery_id", req.deliveryId, 64)) };
     },
 
     async replayWebhookDelivery(req, ctx) {
       const principal = await authenticate(ctx);
+      requireFull(principal, "replaying a webhook delivery");
       const id = requireString("delivery_id", req.deliveryId, 64);
       await replayDelivery(db, principal.workspaceId, id);
       deps.wakeDeliverer();

@@ -20,6 +20,7 @@ import type { Logger } from "../log.js";
  *   replica holds it.
  * - `<p>.task.<taskId>` — task events for watchers.
  * - `<p>.telemetry.<nodeId>` — GPU readings, so every replica can answer for every node.
+ * - `<p>.revoked.node` — an operator revoked a node: whichever replica holds its stream ends it.
  */
 export interface Bus {
   wakeScheduler(): void;
@@ -30,6 +31,8 @@ export interface Bus {
   onTaskEvent(taskId: string, handler: (event: WatchTaskResponse) => void): () => void;
   publishTelemetry(nodeId: string, report: TelemetryReport): void;
   onTelemetry(handler: (nodeId: string, report: TelemetryReport) => void): () => void;
+  publishNodeRevoked(nodeId: string): void;
+  onNodeRevoked(handler: (nodeId: string) => void): () => void;
   /** Resolves once every published message has reached the server. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -96,6 +99,8 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       const at = prefix.length + ".telemetry.".length;
       return subscribe(`${prefix}.telemetry.*`, (data, subject) => handler(subject.slice(at), fromBinary(TelemetryReportSchema, data)));
     },
+    publishNodeRevoked: (nodeId) => publish(`${prefix}.revoked.node`, new TextEncoder().encode(nodeId)),
+    onNodeRevoked: (handler) => subscribe(`${prefix}.revoked.node`, (data) => handler(new TextDecoder().decode(data))),
     flush: () => nc.flush(),
     close: async () => {
       if (nc.isClosed()) return;

@@ -1,7 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { sql } from "kysely";
+import { NgpuError } from "../errors.js";
 import { newId, newSecret } from "../ids.js";
 import type { Db } from "./database.js";
+import type { ApiKeyTable } from "./schema.js";
+import type { Selectable } from "kysely";
 
 /**
  * API keys and enrollment tokens are "<id>.<secret>". Only sha256(secret) is
@@ -29,12 +32,54 @@ export async function createWorkspace(db: Db, name: string, options: { operator?
   return { id };
 }
 
+/** What a key may do; see KeyScope in key.proto. */
+export type KeyScope = "FULL" | "INVOKE" | "READ_ONLY";
+
+export interface NewApiKey {
+  readonly name?: string;
+  /** Default FULL. */
+  readonly scope?: KeyScope;
+  /** For INVOKE: the app names it may invoke. */
+  readonly appNames?: readonly string[];
+  /** Unset: never expires. */
+  readonly expiresAt?: Date;
+}
+
+export type ApiKeyRow = Selectable<ApiKeyTable>;
+
 /** Returns the key to hand to its user; it cannot be read back later. */
-export async function createApiKey(db: Db, workspaceId: string, name = ""): Promise<{ id: string; key: string }> {
+export async function createApiKey(db: Db, workspaceId: string, init: NewApiKey | string = {}): Promise<{ id: string; key: string; row: ApiKeyRow }> {
+  const options = typeof init === "string" ? { name: init } : init;
   const id = newId("key");
   const secret = newSecret();
-  await db.insertInto("api_keys").values({ id, workspace_id: workspaceId, name, secret_hash: hash(secret), last_used_at: null, revoked_at: null }).execute();
-  return { id, key: `${id}.${secret}` };
+  const row = await db
+    .insertInto("api_keys")
+    .values({
+      id,
+      workspace_id: workspaceId,
+      name: options.name ?? "",
+      secret_hash: hash(secret),
+      last_used_at: null,
+      revoked_at: null,
+      scope: options.scope ?? "FULL",
+      app_names: JSON.stringify(options.appNames ?? []),
+      expires_at: options.expiresAt ?? null,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { id, key: `${id}.${secret}`, row };
+}
+
+export async function listApiKeys(db: Db, workspaceId: string, includeInactive: boolean): Promise<ApiKeyRow[]> {
+  let query = db.selectFrom("api_keys").selectAll().where("workspace_id", "=", workspaceId).orderBy("created_at").orderBy("id").limit(1000);
+  if (!includeInactive) query = query.where("revoked_at", "is", null).where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", sql<Date>`now()`)]));
+  return query.execute();
+}
+
+/** Revokes a key of the workspace; revoking twice keeps the first time. Undefined when there is no such key. */
+export async function revokeApiKey(db: Db, workspaceId: string, keyId: string): Promise<ApiKeyRow | undefined> {
+  await db.updateTable("api_keys").set({ revoked_at: sql`now()` as never }).where("id", "=", keyId).where("workspace_id", "=", workspaceId).where("revoked_at", "is", null).execute();
+  return db.selectFrom("api_keys").selectAll().where("id", "=", keyId).where("workspace_id", "=", workspaceId).executeTakeFirst();
 }
 
 export interface Principal {
@@ -42,36 +87,97 @@ export interface Principal {
   readonly keyId: string;
   /** The key belongs to the network's operator workspace. */
   readonly operator: boolean;
+  readonly scope: KeyScope;
+  /** For INVOKE keys: the app names they may use. */
+  readonly appNames: readonly string[];
 }
 
-/** The workspace a key acts for, or undefined when the key is unknown, wrong or revoked. */
-export async function verifyApiKey(db: Db, key: string): Promise<Principal | undefined> {
+/**
+ * The workspace and scope a key acts for. Throws UNAUTHENTICATED saying why
+ * when the key is unknown, wrong, revoked or expired. Read from the database on
+ * every call (one primary-key lookup) so that a revocation holds at once on
+ * every replica.
+ */
+export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
   const parts = split(key);
-  if (!parts) return undefined;
+  if (!parts) throw new NgpuError("UNAUTHENTICATED", "invalid API key");
   const row = await db
     .selectFrom("api_keys")
     .innerJoin("workspaces", "workspaces.id", "api_keys.workspace_id")
-    .select(["api_keys.workspace_id", "api_keys.secret_hash", "api_keys.revoked_at", "api_keys.last_used_at", "workspaces.operator"])
+    .select([
+      "api_keys.workspace_id",
+      "api_keys.secret_hash",
+      "api_keys.revoked_at",
+      "api_keys.expires_at",
+      "api_keys.last_used_at",
+      "api_keys.scope",
+      "api_keys.app_names",
+      "workspaces.operator",
+      sql<Date>`now()`.as("now"),
+    ])
     .where("api_keys.id", "=", parts.id)
     .executeTakeFirst();
-  if (!row || row.revoked_at !== null || !matches(parts.secret, row.secret_hash)) return undefined;
+  if (!row || !matches(parts.secret, row.secret_hash)) throw new NgpuError("UNAUTHENTICATED", "invalid API key");
+  if (row.revoked_at !== null) throw new NgpuError("UNAUTHENTICATED", `API key ${parts.id} was revoked`);
+  if (row.expires_at !== null && row.expires_at.getTime() <= row.now.getTime()) {
+    throw new NgpuError("UNAUTHENTICATED", `API key ${parts.id} expired at ${row.expires_at.toISOString()}`);
+  }
   // Last-used is informational: refresh it at most once a minute to keep calls cheap.
-  if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > 60_000) {
+  if (!row.last_used_at || row.now.getTime() - row.last_used_at.getTime() > 60_000) {
     await db.updateTable("api_keys").set({ last_used_at: sql`now()` as never }).where("id", "=", parts.id).execute();
   }
-  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator };
+  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator, scope: row.scope as KeyScope, appNames: row.app_names };
 }
 
-export async function createEnrollmentToken(db: Db, name = ""): Promise<{ id: string; token: string }> {
+export interface NewEnrollmentToken {
+  readonly name?: string;
+  /** Unset: never expires. */
+  readonly expiresAt?: Date;
+  /** How many new nodes may join with it. Default 1. */
+  readonly maxUses?: number;
+}
+
+export async function createEnrollmentToken(db: Db, init: NewEnrollmentToken | string = {}): Promise<{ id: string; token: string; expiresAt: Date | null }> {
+  const options = typeof init === "string" ? { name: init } : init;
   const id = newId("enr");
   const secret = newSecret();
-  await db.insertInto("enrollment_tokens").values({ id, name, secret_hash: hash(secret), revoked_at: null }).execute();
-  return { id, token: `${id}.${secret}` };
+  await db
+    .insertInto("enrollment_tokens")
+    .values({ id, name: options.name ?? "", secret_hash: hash(secret), revoked_at: null, expires_at: options.expiresAt ?? null, max_uses: options.maxUses ?? 1 })
+    .execute();
+  return { id, token: `${id}.${secret}`, expiresAt: options.expiresAt ?? null };
 }
 
-export async function verifyEnrollmentToken(db: Db, token: string): Promise<boolean> {
+/** Why a token cannot admit a new node, or undefined when it can (without using it up). */
+export async function checkEnrollmentToken(db: Db, token: string): Promise<string | undefined> {
   const parts = split(token);
-  if (!parts) return false;
-  const row = await db.selectFrom("enrollment_tokens").select(["secret_hash", "revoked_at"]).where("id", "=", parts.id).executeTakeFirst();
-  return !!row && row.revoked_at === null && matches(parts.secret, row.secret_hash);
+  if (!parts) return "unknown or revoked enrollment token";
+  const row = await db
+    .selectFrom("enrollment_tokens")
+    .select(["secret_hash", "revoked_at", "expires_at", "uses", "max_uses", sql<Date>`now()`.as("now")])
+    .where("id", "=", parts.id)
+    .executeTakeFirst();
+  if (!row || row.revoked_at !== null || !matches(parts.secret, row.secret_hash)) return "unknown or revoked enrollment token";
+  if (row.expires_at !== null && row.expires_at.getTime() <= row.now.getTime()) return `enrollment token expired at ${row.expires_at.toISOString()}`;
+  if (row.uses >= row.max_uses) return "enrollment token was already used (tokens admit one new node; ask the operator for another)";
+  return undefined;
+}
+
+/**
+ * Uses up one join of a token, atomically (two workers racing for a single-use
+ * token: one wins). Returns why it failed, or undefined on success.
+ */
+export async function consumeEnrollmentToken(db: Db, token: string): Promise<string | undefined> {
+  const problem = await checkEnrollmentToken(db, token);
+  if (problem) return problem;
+  const parts = split(token)!;
+  const used = await db
+    .updateTable("enrollment_tokens")
+    .set((eb) => ({ uses: eb("uses", "+", 1) }))
+    .where("id", "=", parts.id)
+    .where("revoked_at", "is", null)
+    .where((eb) => eb("uses", "<", eb.ref("max_uses")))
+    .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", sql<Date>`now()`)]))
+    .executeTakeFirst();
+  return used.numUpdatedRows > 0n ? undefined : "enrollment token was already used (tokens admit one new node; ask the operator for another)";
 }

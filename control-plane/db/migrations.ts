@@ -2,6 +2,7 @@ import { type Kysely, type MigrationProvider, Migrator } from "kysely";
 import { foundationMigrations } from "./migrations/foundation.js";
 import { meteringMigrations } from "./migrations/metering.js";
 import { webhookMigrations } from "./migrations/webhooks.js";
+import { securityMigrations } from "./migrations/security.js";
 
 /**
  * Migrations live in the code, not in files beside it, so a bundled control
@@ -13,6 +14,7 @@ const migrations = {
   ...foundationMigrations,
   ...meteringMigrations,
   ...webhookMigrations,
+  ...securityMigrations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -12,6 +12,8 @@ export interface NodeRegistration {
   readonly workerVersion: string;
   readonly warmAppIds: readonly string[];
   readonly gatewayId: string;
+  /** Ed25519 public key (base64url of the raw 32 bytes); set on first join, never changed. */
+  readonly publicKey: string;
 }
 
 /** Laplace-smoothed share of a node's attempts that it did not lose. */
@@ -37,8 +39,14 @@ export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
   };
   await db
     .insertInto("nodes")
-    .values({ id: n.id, ...columns })
-    .onConflict((oc) => oc.column("id").doUpdateSet(columns))
+    .values({ id: n.id, ...columns, public_key: n.publicKey })
+    // A node without a key yet (it joined before keys existed) gets this one; a revoked node stays revoked.
+    .onConflict((oc) =>
+      oc
+        .column("id")
+        .doUpdateSet({ ...columns, public_key: sql`coalesce(nodes.public_key, excluded.public_key)` as never })
+        .where("nodes.revoked_at", "is", null),
+    )
     .execute();
 }
 
@@ -77,4 +85,26 @@ export async function setNodeFields(db: Db, nodeId: string, fields: { warmAppIds
   };
   if (Object.keys(set).length === 0) return;
   await db.updateTable("nodes").set(set).where("id", "=", nodeId).execute();
+}
+
+/** What a joining node must prove: its registered key, and whether it was revoked. */
+export async function loadNodeIdentity(db: Db, nodeId: string): Promise<{ publicKey: string | null; revokedAt: Date | null; revokeReason: string } | undefined> {
+  const row = await db.selectFrom("nodes").select(["public_key", "revoked_at", "revoke_reason"]).where("id", "=", nodeId).executeTakeFirst();
+  return row && { publicKey: row.public_key, revokedAt: row.revoked_at, revokeReason: row.revoke_reason };
+}
+
+/**
+ * Bans a node for good. Returns the attempts it still held (to run elsewhere),
+ * or undefined when there is no such node.
+ */
+export async function revokeNode(db: Db, nodeId: string, reason: string): Promise<{ attemptIds: string[] } | undefined> {
+  const row = await db
+    .updateTable("nodes")
+    .set({ state: "REVOKED", revoked_at: sql`coalesce(revoked_at, now())` as never, revoke_reason: reason, gateway_id: null })
+    .where("id", "=", nodeId)
+    .returning("id")
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const attempts = await db.selectFrom("attempts").select("id").where("node_id", "=", nodeId).where("ended_at", "is", null).execute();
+  return { attemptIds: attempts.map((a) => a.id) };
 }

@@ -24,6 +24,11 @@ export interface ApiKeyTable {
   created_at: DefaultedTimestamp;
   last_used_at: Timestamp | null;
   revoked_at: Timestamp | null;
+  /** FULL | INVOKE | READ_ONLY */
+  scope: Generated<string>;
+  /** For INVOKE: the app names it may invoke. */
+  app_names: ColumnType<string[], string | undefined, string>;
+  expires_at: Timestamp | null;
 }
 
 export interface EnrollmentTokenTable {
@@ -34,6 +39,10 @@ export interface EnrollmentTokenTable {
   revoked_at: Timestamp | null;
   /** Paid for the GPU time of nodes enrolled with this token; null: the operator. */
   provider_workspace_id: ColumnType<string | null, string | null | undefined, string | null>;
+  expires_at: Timestamp | null;
+  /** Joins allowed; each first join of a new node uses one. */
+  max_uses: Generated<number>;
+  uses: Generated<number>;
 }
 
 /** Stored form of the Runtime oneof. */
@@ -100,6 +109,10 @@ export interface NodeTable {
   disconnected_at: Timestamp | null;
   /** Paid for this node's GPU time; null: the operator. */
   provider_workspace_id: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Ed25519 public key, raw 32 bytes as base64url. */
+  public_key: string | null;
+  revoked_at: Timestamp | null;
+  revoke_reason: Generated<string>;
 }
 
 export interface ProgressRow {

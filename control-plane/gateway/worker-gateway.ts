@@ -17,9 +17,9 @@ import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import { learnInputSchema } from "../db/apps.js";
 import { loadDispatchableAttempts } from "../db/attempts.js";
-import { verifyEnrollmentToken } from "../db/credentials.js";
+import { checkEnrollmentToken, consumeEnrollmentToken } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
-import { disconnectNode, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
+import { disconnectNode, loadNodeIdentity, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
 import type { GpuRow, ProgressRow } from "../db/schema.js";
 import {
   type AttemptOutcome,
@@ -34,6 +34,7 @@ import {
   saveProgress,
 } from "../db/tasks.js";
 import { createBatcher } from "./batcher.js";
+import { encodePublicKey, newNonce, verifyProof } from "./node-proof.js";
 import { assignmentMessage, cancelMessage } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
@@ -54,7 +55,7 @@ export interface GatewayOptions {
   readonly redispatchAfterMs?: number;
   /** Progress is saved to the database at most this often per task (it is pushed to watchers at once). Default 250 ms. */
   readonly progressFlushMs?: number;
-  /** The first message must be a Hello within this time. Default 10000 ms. */
+  /** The first message must be a Hello within this time, and the proof of the node key within this time after the challenge. Default 10000 ms. */
   readonly helloTimeoutMs?: number;
 }
 
@@ -86,8 +87,8 @@ interface Session {
   warmAppIds: string;
   gpuError: string;
   push(message: ConnectResponse): void;
-  /** Ends the stream with an error telling the worker why. */
-  end(reason: string): void;
+  /** Ends the stream with an error telling the worker why (ABORTED: reconnect; PERMISSION_DENIED: do not). */
+  end(reason: string, code?: Code): void;
 }
 
 /**
@@ -146,6 +147,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       .catch((err) => log.warn({ err }, "redispatch failed"));
   }, redispatchAfterMs);
   for (const t of [touchTimer, progressTimer, redispatchTimer]) t.unref();
+  const stopRevocations = bus.onNodeRevoked((nodeId) => {
+    const session = sessions.get(nodeId);
+    if (!session) return;
+    log.warn({ node: nodeId }, "node revoked: ending its stream");
+    session.end(`node ${nodeId} was revoked by the operator`, Code.PermissionDenied);
+  });
 
   const reject = (session: Session, reason: string, update?: TaskUpdate) => {
     log.warn({ node: session.nodeId, reason, task: update?.taskId, attempt: update?.attemptId }, "worker message rejected");
@@ -156,12 +163,33 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   };
 
-  async function register(hello: Hello): Promise<{ nodeId: string; gpus: GpuRow[] }> {
-    if (!(await verifyEnrollmentToken(db, hello.enrollmentToken))) {
-      throw new ConnectError("hello.enrollment_token: unknown or revoked enrollment token", Code.Unauthenticated);
-    }
+  interface Admission {
+    readonly nodeId: string;
+    readonly gpus: GpuRow[];
+    /** The key the worker must prove it holds. */
+    readonly publicKey: string;
+    /** A new node (or one without a key yet): it joins on its enrollment token, which this uses up. */
+    readonly newNode: boolean;
+  }
+
+  /** Checks a hello without writing anything; the node is registered only once it proved its key. */
+  async function admit(hello: Hello): Promise<Admission> {
     if (hello.nodeId !== "" && !NODE_ID.test(hello.nodeId)) {
       throw new ConnectError("hello.node_id: not a node id this network issued", Code.InvalidArgument);
+    }
+    const publicKey = encodePublicKey(hello.publicKey);
+    if (!publicKey) throw new ConnectError("hello.public_key: must be the node's Ed25519 public key (32 bytes)", Code.InvalidArgument);
+    const known = hello.nodeId ? await loadNodeIdentity(db, hello.nodeId) : undefined;
+    if (known?.revokedAt) {
+      throw new ConnectError(`hello.node_id: node ${hello.nodeId} was revoked by the operator${known.revokeReason ? ` (${known.revokeReason})` : ""}`, Code.PermissionDenied);
+    }
+    const newNode = !known?.publicKey;
+    if (known?.publicKey && known.publicKey !== publicKey) {
+      throw new ConnectError(`hello.public_key: is not the key registered for node ${hello.nodeId}`, Code.Unauthenticated);
+    }
+    if (newNode) {
+      const problem = await checkEnrollmentToken(db, hello.enrollmentToken);
+      if (problem) throw new ConnectError(`hello.enrollment_token: ${problem}`, Code.Unauthenticated);
     }
     const indices = new Set<number>();
     const gpus = hello.gpus.map((g, i): GpuRow => {
@@ -180,7 +208,15 @@ export function createGateway(options: GatewayOptions): Gateway {
       };
     });
     if (hello.maxConcurrentTasks > 1024) throw new ConnectError("hello.max_concurrent_tasks: must be at most 1024", Code.InvalidArgument);
-    const nodeId = hello.nodeId || newId("node");
+    return { nodeId: hello.nodeId || newId("node"), gpus, publicKey, newNode };
+  }
+
+  async function register(hello: Hello, admission: Admission): Promise<void> {
+    const { nodeId, gpus, publicKey } = admission;
+    if (admission.newNode) {
+      const problem = await consumeEnrollmentToken(db, hello.enrollmentToken);
+      if (problem) throw new ConnectError(`hello.enrollment_token: ${problem}`, Code.Unauthenticated);
+    }
     await registerNode(db, {
       id: nodeId,
       name: hello.name.slice(0, 128) || nodeId,
@@ -191,8 +227,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       workerVersion: hello.version.slice(0, 64),
       warmAppIds: hello.warmAppIds.slice(0, 256),
       gatewayId,
+      publicKey,
     });
-    return { nodeId, gpus };
   }
 
   /** After a (re)connect: agree with the worker on which attempts it holds. */
@@ -357,17 +393,32 @@ export function createGateway(options: GatewayOptions): Gateway {
       const iterator = requests[Symbol.asyncIterator]();
       const helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
       let timer: NodeJS.Timeout | undefined;
-      const first = await Promise.race([
-        iterator.next(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new ConnectError("no hello within the time allowed", Code.DeadlineExceeded)), helloTimeoutMs);
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const within = <T>(promise: Promise<T>, what: string) =>
+        Promise.race([
+          promise,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new ConnectError(`no ${what} within the time allowed`, Code.DeadlineExceeded)), helloTimeoutMs);
+          }),
+        ]).finally(() => clearTimeout(timer));
+      const first = await within(iterator.next(), "hello");
       if (first.done || first.value.message.case !== "hello") {
         throw new ConnectError("the first message on a worker stream must be a hello", Code.InvalidArgument);
       }
       const hello = first.value.message.value;
-      const { nodeId, gpus } = await register(hello);
+      const admission = await admit(hello);
+      // Prove the node key before anything is written: sign a nonce fresh for this stream.
+      const nonce = newNonce();
+      yield create(ConnectResponseSchema, { message: { case: "challenge", value: { nonce } } });
+      const answer = await within(iterator.next(), "proof of the node key");
+      if (answer.done || answer.value.message.case !== "proof") {
+        throw new ConnectError("proof: the answer to the challenge must come next", Code.InvalidArgument);
+      }
+      if (!verifyProof(admission.publicKey, nonce, answer.value.message.value.signature)) {
+        log.warn({ node: admission.nodeId }, "worker failed to prove its node key");
+        throw new ConnectError(`proof.signature: does not verify with the key of node ${admission.nodeId || "(new)"}`, Code.Unauthenticated);
+      }
+      await register(hello, admission);
+      const { nodeId, gpus } = admission;
       const out = pushable<MessageInitShape<typeof ConnectResponseSchema>>({ objectMode: true });
       const session: Session = {
         nodeId,
@@ -376,7 +427,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         warmAppIds: JSON.stringify([...hello.warmAppIds].sort()),
         gpuError: hello.gpuError,
         push: (m) => out.push(m),
-        end: (reason) => out.end(new ConnectError(reason, Code.Aborted)),
+        end: (reason, code = Code.Aborted) => out.end(new ConnectError(reason, code)),
       };
       // A node reconnecting here while an older stream of it is still open: the newest stream wins.
       sessions.get(nodeId)?.push(create(ConnectResponseSchema, { message: { case: "rejection", value: { reason: "superseded by a newer connection of this node" } } }));
@@ -459,6 +510,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     async shutdown() {
       stopping = true;
+      stopRevocations();
       for (const t of [touchTimer, progressTimer, redispatchTimer]) clearInterval(t);
       if (pendingProgress.size > 0) await saveProgress(db, [...pendingProgress.values()]).catch(() => {});
     },

@@ -73,7 +73,7 @@ describe("chaos", () => {
     nats = await startLocalNatsServer(natsBinary!, natsDir, natsPort);
     const ws = await createWorkspace(db, "chaos");
     const { key } = await createApiKey(db, ws.id);
-    const { token } = await createEnrollmentToken(db);
+    const { token } = await createEnrollmentToken(db, { name: "chaos workers", maxUses: 100 });
     await deploySleepy(db, ws.id, 6);
 
     const prefix = testPrefix();
@@ -178,7 +178,7 @@ describe("the only control plane restarting", () => {
     db = await openDatabase({ kind: "postgres", url: database.url, poolSize: 2 });
     const ws = await createWorkspace(db, "restart");
     const { key } = await createApiKey(db, ws.id);
-    const { token } = await createEnrollmentToken(db);
+    const { token } = await createEnrollmentToken(db, { name: "chaos workers", maxUses: 100 });
     await deploySleepy(db, ws.id, 3);
     const port = await pickFreePort();
     const url = `http://127.0.0.1:${port}`;

@@ -68,7 +68,7 @@ describe("Postgres restart", () => {
     );
     const ws = await createWorkspace(cp.db, "pg");
     const { key } = await createApiKey(cp.db, ws.id);
-    const { token } = await createEnrollmentToken(cp.db);
+    const { token } = await createEnrollmentToken(cp.db, { name: "restart", maxUses: 100 });
     worker = await startTestWorker({ url: cp.url, enrollmentToken: token });
     const ngpu = client(cp.url, key);
     try {

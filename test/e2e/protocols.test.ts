@@ -13,6 +13,7 @@ import type { Worker } from "../../worker/worker.js";
 import { bufCurl } from "../helpers/buf-curl.js";
 import { grpcJsClient, unary } from "../helpers/grpc-js.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
+import { newNodeKey } from "../helpers/node-key.js";
 import { builtin, client } from "../helpers/sdk.js";
 import { eventually, startTestWorker } from "../helpers/workers.js";
 
@@ -130,15 +131,20 @@ describe("protocols: gRPC (grpc-js), reflection (buf curl), Connect JSON (curl-l
       const sessionManager = new Http2SessionManager(net.url);
       const workers = createClient(WorkerService, createGrpcTransport({ baseUrl: net.url, sessionManager }));
       const up = pushable<Up>({ objectMode: true });
-      up.push(first);
+      // Speaks for a node key of its own: answers the control plane's challenge.
+      const key = newNodeKey();
+      up.push(first.message?.case === "hello" ? { message: { case: "hello", value: { publicKey: key.publicKey, ...first.message.value } } } : first);
       const abort = new AbortController();
       const down = workers.connect((async function* () { yield* up; })(), { signal: abort.signal })[Symbol.asyncIterator]();
       return {
         up,
         next: async (): Promise<ConnectResponse> => {
-          const r = await down.next();
-          if (r.done) throw new Error("stream ended");
-          return r.value;
+          for (;;) {
+            const r = await down.next();
+            if (r.done) throw new Error("stream ended");
+            if (r.value.message.case !== "challenge") return r.value;
+            up.push({ message: { case: "proof", value: { signature: key.prove(r.value.message.value.nonce) } } });
+          }
         },
         close: () => {
           abort.abort();

@@ -13,6 +13,7 @@ import {
   type TaskUpdateSchema,
   WorkerService,
 } from "../../gen/ngpu/v1/worker_pb.js";
+import { newNodeKey, type TestNodeKey } from "./node-key.js";
 
 type Up = MessageInitShape<typeof ConnectRequestSchema>;
 
@@ -24,6 +25,10 @@ type Up = MessageInitShape<typeof ConnectRequestSchema>;
  */
 export interface FakeWorker {
   readonly nodeId: string;
+  /** Its node key: pass it to a later fake worker to come back as the same node. */
+  readonly key: TestNodeKey;
+  /** Resolves when the control plane ends the stream: undefined, or the error it ended with. */
+  readonly ended: Promise<unknown>;
   readonly assignments: Assignment[];
   readonly cancels: CancelAttempt[];
   readonly rejections: string[];
@@ -43,12 +48,13 @@ export interface FakeWorker {
 export async function startFakeWorker(
   url: string,
   hello: MessageInitShape<typeof HelloSchema>,
-  options: { heartbeatMs?: number } = {},
+  options: { heartbeatMs?: number; key?: TestNodeKey } = {},
 ): Promise<FakeWorker> {
+  const key = options.key ?? newNodeKey();
   const sessionManager = new Http2SessionManager(url);
   const client = createClient(WorkerService, createGrpcTransport({ baseUrl: url, sessionManager }));
   const up = pushable<Up>({ objectMode: true });
-  up.push({ message: { case: "hello", value: hello } });
+  up.push({ message: { case: "hello", value: { publicKey: key.publicKey, ...hello } } });
   const abort = new AbortController();
   const down = client.connect((async function* () { yield* up; })(), { signal: abort.signal });
   const assignments: Assignment[] = [];
@@ -59,11 +65,12 @@ export async function startFakeWorker(
   let resolveWelcome!: (id: string) => void;
   let rejectWelcome!: (err: unknown) => void;
   const welcomed = new Promise<string>((res, rej) => ((resolveWelcome = res), (rejectWelcome = rej)));
-  void (async () => {
+  const ended = (async (): Promise<unknown> => {
     try {
       for await (const m of down as AsyncIterable<ConnectResponse>) {
         const msg = m.message;
-        if (msg.case === "welcome") resolveWelcome(msg.value.nodeId);
+        if (msg.case === "challenge") up.push({ message: { case: "proof", value: { signature: key.prove(msg.value.nonce) } } });
+        else if (msg.case === "welcome") resolveWelcome(msg.value.nodeId);
         // A re-sent assignment (the control plane re-drives unacknowledged ones) is the same attempt: ignore it, as a worker does.
         else if (msg.case === "assignment") {
           if (!assignments.some((a) => a.attemptId === msg.value.attemptId)) assignments.push(msg.value);
@@ -74,7 +81,9 @@ export async function startFakeWorker(
       }
     } catch (err) {
       rejectWelcome(err);
+      return err;
     }
+    return undefined;
   })();
   const nodeId = await welcomed;
   let heartbeats = true;
@@ -105,6 +114,8 @@ export async function startFakeWorker(
 
   return {
     nodeId,
+    key,
+    ended,
     assignments,
     cancels,
     rejections,

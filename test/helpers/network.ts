@@ -57,7 +57,8 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
   replicas.push(cp);
   const ws = await createWorkspace(cp.db, "test", { operator: true });
   const key = await createApiKey(cp.db, ws.id, "test");
-  const enrollment = await createEnrollmentToken(cp.db, "test");
+  // One token for all of a test's workers (real ones admit one node by default).
+  const enrollment = await createEnrollmentToken(cp.db, { name: "test workers", maxUses: 10_000 });
   return {
     cp,
     database,

@@ -15,6 +15,8 @@ export interface ControlSessionOptions {
   /** Built fresh for every (re)connect: it reports what the worker holds right now. */
   readonly hello: () => Promise<MessageInitShape<typeof HelloSchema>>;
   readonly onWelcome: (nodeId: string, telemetryIntervalMs: number) => void;
+  /** Signs the control plane's challenge with the node key. */
+  readonly prove: (nonce: Uint8Array) => Uint8Array;
   readonly onMessage: (message: ConnectResponse) => void;
   /** Called after each hello is sent, to re-send anything the old stream may have dropped. */
   readonly onConnected: () => void;
@@ -75,7 +77,9 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
       })();
       for await (const message of client.connect(requests, { signal })) {
         const m = message.message;
-        if (m.case === "welcome") {
+        if (m.case === "challenge") {
+          out.push({ message: { case: "proof", value: { signature: options.prove(m.value.nonce) } } });
+        } else if (m.case === "welcome") {
           welcomed = true;
           current = out;
           options.onWelcome(m.value.nodeId, m.value.telemetryIntervalMs || 1000);
@@ -95,8 +99,9 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
     } catch (err) {
       if (stopped.signal.aborted) return "failed";
       const e = ConnectError.from(err);
-      if (e.code === Code.Unauthenticated || e.code === Code.InvalidArgument) {
-        // Retrying cannot fix a refused token or a hello the control plane rejects.
+      if (e.code === Code.Unauthenticated || e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) {
+        // Retrying cannot fix a refused token or key, a revoked node, or a hello the control plane rejects.
+        log.error({ code: Code[e.code], err: e.rawMessage }, "control plane refused this worker; not reconnecting");
         rejectReady(new Error(`control plane refused this worker: ${e.rawMessage}`));
         stopped.abort();
         return "failed";

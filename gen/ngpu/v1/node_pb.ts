@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/node.proto.
  */
 export const file_ngpu_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChJuZ3B1L3YxL25vZGUucHJvdG8SB25ncHUudjEi3gMKBE5vZGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLm5ncHUudjEuTm9kZVN0YXRlEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIoCgl0ZWxlbWV0cnkYBSADKAsyFS5uZ3B1LnYxLkdwdVRlbGVtZXRyeRIRCglncHVfZXJyb3IYBiABKAkSEAoIcnVudGltZXMYByADKAkSFAoMd2FybV9hcHBfaWRzGAggAygJEhUKDXJ1bm5pbmdfdGFza3MYCSABKA0SGAoQZnJlZV9ncHVfaW5kaWNlcxgKIAMoDRIWCg53b3JrZXJfdmVyc2lvbhgLIAEoCRIwCgxjb25uZWN0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGA4gASgNEhoKEmNvbXBsZXRlZF9hdHRlbXB0cxgPIAEoBBIVCg1sb3N0X2F0dGVtcHRzGBAgASgEEhMKC3JlbGlhYmlsaXR5GBEgASgBIlIKEExpc3ROb2Rlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9vZmZsaW5lGAMgASgIIkoKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0ubmdwdS52MS5Ob2RlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg5HZXROb2RlUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJIi4KD0dldE5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlIjUKEERyYWluTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIQCghncmFjZV9tcxgCIAEoDSIwChFEcmFpbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlKoQBCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFwoTTk9ERV9TVEFURV9EUkFJTklORxACEhYKEk5PREVfU1RBVEVfT0ZGTElORRADEhMKD05PREVfU1RBVEVfTE9TVBAEMtMBCgtOb2RlU2VydmljZRJCCglMaXN0Tm9kZXMSGS5uZ3B1LnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5uZ3B1LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjwKB0dldE5vZGUSFy5uZ3B1LnYxLkdldE5vZGVSZXF1ZXN0GhgubmdwdS52MS5HZXROb2RlUmVzcG9uc2USQgoJRHJhaW5Ob2RlEhkubmdwdS52MS5EcmFpbk5vZGVSZXF1ZXN0GhoubmdwdS52MS5EcmFpbk5vZGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
+  fileDesc("ChJuZ3B1L3YxL25vZGUucHJvdG8SB25ncHUudjEi3gMKBE5vZGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLm5ncHUudjEuTm9kZVN0YXRlEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIoCgl0ZWxlbWV0cnkYBSADKAsyFS5uZ3B1LnYxLkdwdVRlbGVtZXRyeRIRCglncHVfZXJyb3IYBiABKAkSEAoIcnVudGltZXMYByADKAkSFAoMd2FybV9hcHBfaWRzGAggAygJEhUKDXJ1bm5pbmdfdGFza3MYCSABKA0SGAoQZnJlZV9ncHVfaW5kaWNlcxgKIAMoDRIWCg53b3JrZXJfdmVyc2lvbhgLIAEoCRIwCgxjb25uZWN0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjcKE2xhc3RfaGVhcnRiZWF0X3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGA4gASgNEhoKEmNvbXBsZXRlZF9hdHRlbXB0cxgPIAEoBBIVCg1sb3N0X2F0dGVtcHRzGBAgASgEEhMKC3JlbGlhYmlsaXR5GBEgASgBIlIKEExpc3ROb2Rlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkSFwoPaW5jbHVkZV9vZmZsaW5lGAMgASgIIkoKEUxpc3ROb2Rlc1Jlc3BvbnNlEhwKBW5vZGVzGAEgAygLMg0ubmdwdS52MS5Ob2RlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIhCg5HZXROb2RlUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJIi4KD0dldE5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlIjUKEERyYWluTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRIQCghncmFjZV9tcxgCIAEoDSIwChFEcmFpbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlIjQKEVJldm9rZU5vZGVSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjEKElJldm9rZU5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0ubmdwdS52MS5Ob2RlKpwBCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhUKEU5PREVfU1RBVEVfT05MSU5FEAESFwoTTk9ERV9TVEFURV9EUkFJTklORxACEhYKEk5PREVfU1RBVEVfT0ZGTElORRADEhMKD05PREVfU1RBVEVfTE9TVBAEEhYKEk5PREVfU1RBVEVfUkVWT0tFRBAeMpoCCgtOb2RlU2VydmljZRJCCglMaXN0Tm9kZXMSGS5uZ3B1LnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5uZ3B1LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEjwKB0dldE5vZGUSFy5uZ3B1LnYxLkdldE5vZGVSZXF1ZXN0GhgubmdwdS52MS5HZXROb2RlUmVzcG9uc2USQgoJRHJhaW5Ob2RlEhkubmdwdS52MS5EcmFpbk5vZGVSZXF1ZXN0GhoubmdwdS52MS5EcmFpbk5vZGVSZXNwb25zZRJFCgpSZXZva2VOb2RlEhoubmdwdS52MS5SZXZva2VOb2RlUmVxdWVzdBobLm5ncHUudjEuUmV2b2tlTm9kZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
 
 /**
  * @generated from message ngpu.v1.Node
@@ -254,6 +254,47 @@ export const DrainNodeResponseSchema: GenMessage<DrainNodeResponse> = /*@__PURE_
   messageDesc(file_ngpu_v1_node, 6);
 
 /**
+ * @generated from message ngpu.v1.RevokeNodeRequest
+ */
+export type RevokeNodeRequest = Message<"ngpu.v1.RevokeNodeRequest"> & {
+  /**
+   * @generated from field: string node_id = 1;
+   */
+  nodeId: string;
+
+  /**
+   * Why, for the record (up to 500 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message ngpu.v1.RevokeNodeRequest.
+ * Use `create(RevokeNodeRequestSchema)` to create a new message.
+ */
+export const RevokeNodeRequestSchema: GenMessage<RevokeNodeRequest> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_node, 7);
+
+/**
+ * @generated from message ngpu.v1.RevokeNodeResponse
+ */
+export type RevokeNodeResponse = Message<"ngpu.v1.RevokeNodeResponse"> & {
+  /**
+   * @generated from field: ngpu.v1.Node node = 1;
+   */
+  node?: Node | undefined;
+};
+
+/**
+ * Describes the message ngpu.v1.RevokeNodeResponse.
+ * Use `create(RevokeNodeResponseSchema)` to create a new message.
+ */
+export const RevokeNodeResponseSchema: GenMessage<RevokeNodeResponse> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_node, 8);
+
+/**
  * @generated from enum ngpu.v1.NodeState
  */
 export enum NodeState {
@@ -289,6 +330,13 @@ export enum NodeState {
    * @generated from enum value: NODE_STATE_LOST = 4;
    */
   LOST = 4,
+
+  /**
+   * Banned by an operator.
+   *
+   * @generated from enum value: NODE_STATE_REVOKED = 30;
+   */
+  REVOKED = 30,
 }
 
 /**
@@ -329,6 +377,17 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof DrainNodeRequestSchema;
     output: typeof DrainNodeResponseSchema;
+  },
+  /**
+   * Bans the node: its stream ends at once, its running tasks run elsewhere, and it can
+   * never connect again (a new worker needs a new enrollment token). Operators only.
+   *
+   * @generated from rpc ngpu.v1.NodeService.RevokeNode
+   */
+  revokeNode: {
+    methodKind: "unary";
+    input: typeof RevokeNodeRequestSchema;
+    output: typeof RevokeNodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ngpu_v1_node, 0);

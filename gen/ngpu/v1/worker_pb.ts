@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/worker.proto.
  */
 export const file_ngpu_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSKPAgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAQgkKB21lc3NhZ2UiHAoIRHJhaW5pbmcSEAoIZ3JhY2VfbXMYASABKA0idQoIQXBwUmVhZHkSDgoGYXBwX2lkGAEgASgJEhMKC2FwcF92ZXJzaW9uGAIgASgNEhUKDWNvbGRfc3RhcnRfbXMYAyABKAMSLQoMaW5wdXRfc2NoZW1hGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLgAQoPQ29ubmVjdFJlc3BvbnNlEiMKB3dlbGNvbWUYASABKAsyEC5uZ3B1LnYxLldlbGNvbWVIABIpCgphc3NpZ25tZW50GAIgASgLMhMubmdwdS52MS5Bc3NpZ25tZW50SAASKAoGY2FuY2VsGAMgASgLMhYubmdwdS52MS5DYW5jZWxBdHRlbXB0SAASJwoJcmVqZWN0aW9uGAQgASgLMhIubmdwdS52MS5SZWplY3Rpb25IABIfCgVkcmFpbhgFIAEoCzIOLm5ncHUudjEuRHJhaW5IAEIJCgdtZXNzYWdlIhkKBURyYWluEhAKCGdyYWNlX21zGAEgASgNIvABCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJIkwKDlJ1bm5pbmdBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEIlgKCUhlYXJ0YmVhdBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMd2FybV9hcHBfaWRzGAMgAygJIkUKD1RlbGVtZXRyeVJlcG9ydBIjCgRncHVzGAEgAygLMhUubmdwdS52MS5HcHVUZWxlbWV0cnkSDQoFZXJyb3IYAiABKAki0gIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSKAoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoKY29sZF9zdGFydBgFIAEoCzISLm5ncHUudjEuQ29sZFN0YXJ0SAASIwoHc3RhcnRlZBgGIAEoCzIQLm5ncHUudjEuU3RhcnRlZEgAEiUKCHByb2dyZXNzGAcgASgLMhEubmdwdS52MS5Qcm9ncmVzc0gAEigKBm91dHB1dBgIIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA2xvZxgJIAEoCUgAEiUKCGZpbmlzaGVkGAogASgLMhEubmdwdS52MS5GaW5pc2hlZEgAQggKBnVwZGF0ZSILCglDb2xkU3RhcnQiIAoHU3RhcnRlZBIVCg1jb2xkX3N0YXJ0X21zGAEgASgDIrMBCghGaW5pc2hlZBIhCgdvdXRjb21lGAEgASgOMhAubmdwdS52MS5PdXRjb21lEiYKBm91dHB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRINCgVlcnJvchgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgSFQoNc3RhcnRlZF9hdF9tcxgFIAEoAxITCgtlbmRlZF9hdF9tcxgGIAEoAxIOCgZncHVfbXMYByABKAMiWAoHV2VsY29tZRIPCgdub2RlX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoDRIdChV0ZWxlbWV0cnlfaW50ZXJ2YWxfbXMYAyABKA0iqwEKB0FwcFNwZWMSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgNEiEKB3J1bnRpbWUYBCABKAsyEC5uZ3B1LnYxLlJ1bnRpbWUSJgoDZW52GAUgAygLMhkubmdwdS52MS5BcHBTcGVjLkVudkVudHJ5GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiuAEKCkFzc2lnbm1lbnQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQSHQoDYXBwGAQgASgLMhAubmdwdS52MS5BcHBTcGVjEiYKBWlucHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBITCgtncHVfaW5kaWNlcxgGIAMoDRISCgp0aW1lb3V0X21zGAcgASgDIkQKDUNhbmNlbEF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJACglSZWplY3Rpb24SDgoGcmVhc29uGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoCSp6CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIVChFPVVRDT01FX1NVQ0NFRURFRBABEhIKDk9VVENPTUVfRkFJTEVEEAISFQoRT1VUQ09NRV9DQU5DRUxMRUQQAxIUChBPVVRDT01FX1JFTEVBU0VEEAQyUQoNV29ya2VyU2VydmljZRJACgdDb25uZWN0EhcubmdwdS52MS5Db25uZWN0UmVxdWVzdBoYLm5ncHUudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
+  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSK0AgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAEiMKBXByb29mGB4gASgLMhIubmdwdS52MS5Ob2RlUHJvb2ZIAEIJCgdtZXNzYWdlIh4KCU5vZGVQcm9vZhIRCglzaWduYXR1cmUYASABKAwiHgoNTm9kZUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCIcCghEcmFpbmluZxIQCghncmFjZV9tcxgBIAEoDSJ1CghBcHBSZWFkeRIOCgZhcHBfaWQYASABKAkSEwoLYXBwX3ZlcnNpb24YAiABKA0SFQoNY29sZF9zdGFydF9tcxgDIAEoAxItCgxpbnB1dF9zY2hlbWEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Io0CCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLm5ncHUudjEuV2VsY29tZUgAEikKCmFzc2lnbm1lbnQYAiABKAsyEy5uZ3B1LnYxLkFzc2lnbm1lbnRIABIoCgZjYW5jZWwYAyABKAsyFi5uZ3B1LnYxLkNhbmNlbEF0dGVtcHRIABInCglyZWplY3Rpb24YBCABKAsyEi5uZ3B1LnYxLlJlamVjdGlvbkgAEh8KBWRyYWluGAUgASgLMg4ubmdwdS52MS5EcmFpbkgAEisKCWNoYWxsZW5nZRgeIAEoCzIWLm5ncHUudjEuTm9kZUNoYWxsZW5nZUgAQgkKB21lc3NhZ2UiGQoFRHJhaW4SEAoIZ3JhY2VfbXMYASABKA0ihAIKBUhlbGxvEhgKEGVucm9sbG1lbnRfdG9rZW4YASABKAkSDwoHbm9kZV9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIRCglncHVfZXJyb3IYBSABKAkSEAoIcnVudGltZXMYBiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYByABKA0SDwoHdmVyc2lvbhgIIAEoCRIoCgdydW5uaW5nGAkgAygLMhcubmdwdS52MS5SdW5uaW5nQXR0ZW1wdBIUCgx3YXJtX2FwcF9pZHMYCiADKAkSEgoKcHVibGljX2tleRgeIAEoDCJMCg5SdW5uaW5nQXR0ZW1wdBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoBCJYCglIZWFydGJlYXQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHdhcm1fYXBwX2lkcxgDIAMoCSJFCg9UZWxlbWV0cnlSZXBvcnQSIwoEZ3B1cxgBIAMoCzIVLm5ncHUudjEuR3B1VGVsZW1ldHJ5Eg0KBWVycm9yGAIgASgJItICCgpUYXNrVXBkYXRlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmNvbGRfc3RhcnQYBSABKAsyEi5uZ3B1LnYxLkNvbGRTdGFydEgAEiMKB3N0YXJ0ZWQYBiABKAsyEC5uZ3B1LnYxLlN0YXJ0ZWRIABIlCghwcm9ncmVzcxgHIAEoCzIRLm5ncHUudjEuUHJvZ3Jlc3NIABIoCgZvdXRwdXQYCCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNsb2cYCSABKAlIABIlCghmaW5pc2hlZBgKIAEoCzIRLm5ncHUudjEuRmluaXNoZWRIAEIICgZ1cGRhdGUiCwoJQ29sZFN0YXJ0IiAKB1N0YXJ0ZWQSFQoNY29sZF9zdGFydF9tcxgBIAEoAyKzAQoIRmluaXNoZWQSIQoHb3V0Y29tZRgBIAEoDjIQLm5ncHUudjEuT3V0Y29tZRImCgZvdXRwdXQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEhUKDXN0YXJ0ZWRfYXRfbXMYBSABKAMSEwoLZW5kZWRfYXRfbXMYBiABKAMSDgoGZ3B1X21zGAcgASgDIlgKB1dlbGNvbWUSDwoHbm9kZV9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SHQoVdGVsZW1ldHJ5X2ludGVydmFsX21zGAMgASgNIqsBCgdBcHBTcGVjEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoDRIhCgdydW50aW1lGAQgASgLMhAubmdwdS52MS5SdW50aW1lEiYKA2VudhgFIAMoCzIZLm5ncHUudjEuQXBwU3BlYy5FbnZFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrgBCgpBc3NpZ25tZW50Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEEh0KA2FwcBgEIAEoCzIQLm5ncHUudjEuQXBwU3BlYxImCgVpbnB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZ3B1X2luZGljZXMYBiADKA0SEgoKdGltZW91dF9tcxgHIAEoAyJECg1DYW5jZWxBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiQAoJUmVqZWN0aW9uEg4KBnJlYXNvbhgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhIKCmF0dGVtcHRfaWQYAyABKAkqegoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFQoRT1VUQ09NRV9TVUNDRUVERUQQARISCg5PVVRDT01FX0ZBSUxFRBACEhUKEU9VVENPTUVfQ0FOQ0VMTEVEEAMSFAoQT1VUQ09NRV9SRUxFQVNFRBAEMlEKDVdvcmtlclNlcnZpY2USQAoHQ29ubmVjdBIXLm5ncHUudjEuQ29ubmVjdFJlcXVlc3QaGC5uZ3B1LnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
 
 /**
  * Worker → control plane.
@@ -65,6 +65,14 @@ export type ConnectRequest = Message<"ngpu.v1.ConnectRequest"> & {
      */
     value: Draining;
     case: "draining";
+  } | {
+    /**
+     * Answer to a ConnectResponse.challenge.
+     *
+     * @generated from field: ngpu.v1.NodeProof proof = 30;
+     */
+    value: NodeProof;
+    case: "proof";
   } | { case: undefined; value?: undefined };
 };
 
@@ -74,6 +82,47 @@ export type ConnectRequest = Message<"ngpu.v1.ConnectRequest"> & {
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_worker, 0);
+
+/**
+ * Proves the worker holds its node's private key: an Ed25519 signature over
+ * "ngpu-node-proof-v1\n" followed by the challenge nonce.
+ *
+ * @generated from message ngpu.v1.NodeProof
+ */
+export type NodeProof = Message<"ngpu.v1.NodeProof"> & {
+  /**
+   * @generated from field: bytes signature = 1;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message ngpu.v1.NodeProof.
+ * Use `create(NodeProofSchema)` to create a new message.
+ */
+export const NodeProofSchema: GenMessage<NodeProof> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 1);
+
+/**
+ * Sent after a hello, before the welcome: sign it to prove who you are.
+ *
+ * @generated from message ngpu.v1.NodeChallenge
+ */
+export type NodeChallenge = Message<"ngpu.v1.NodeChallenge"> & {
+  /**
+   * 32 random bytes, fresh for this stream.
+   *
+   * @generated from field: bytes nonce = 1;
+   */
+  nonce: Uint8Array;
+};
+
+/**
+ * Describes the message ngpu.v1.NodeChallenge.
+ * Use `create(NodeChallengeSchema)` to create a new message.
+ */
+export const NodeChallengeSchema: GenMessage<NodeChallenge> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 2);
 
 /**
  * The worker is shutting down: give it no new work. Running attempts may finish
@@ -93,7 +142,7 @@ export type Draining = Message<"ngpu.v1.Draining"> & {
  * Use `create(DrainingSchema)` to create a new message.
  */
 export const DrainingSchema: GenMessage<Draining> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 1);
+  messageDesc(file_ngpu_v1_worker, 3);
 
 /**
  * An app instance became ready on this worker.
@@ -130,7 +179,7 @@ export type AppReady = Message<"ngpu.v1.AppReady"> & {
  * Use `create(AppReadySchema)` to create a new message.
  */
 export const AppReadySchema: GenMessage<AppReady> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 2);
+  messageDesc(file_ngpu_v1_worker, 4);
 
 /**
  * Control plane → worker.
@@ -175,6 +224,14 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
      */
     value: Drain;
     case: "drain";
+  } | {
+    /**
+     * Sign this to prove the node key (answer with ConnectRequest.proof).
+     *
+     * @generated from field: ngpu.v1.NodeChallenge challenge = 30;
+     */
+    value: NodeChallenge;
+    case: "challenge";
   } | { case: undefined; value?: undefined };
 };
 
@@ -183,7 +240,7 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 3);
+  messageDesc(file_ngpu_v1_worker, 5);
 
 /**
  * @generated from message ngpu.v1.Drain
@@ -200,7 +257,7 @@ export type Drain = Message<"ngpu.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 4);
+  messageDesc(file_ngpu_v1_worker, 6);
 
 /**
  * @generated from message ngpu.v1.Hello
@@ -269,6 +326,14 @@ export type Hello = Message<"ngpu.v1.Hello"> & {
    * @generated from field: repeated string warm_app_ids = 10;
    */
   warmAppIds: string[];
+
+  /**
+   * The node's Ed25519 public key (raw 32 bytes). Registered on first join; later
+   * joins must prove they hold the private key (see NodeChallenge).
+   *
+   * @generated from field: bytes public_key = 30;
+   */
+  publicKey: Uint8Array;
 };
 
 /**
@@ -276,7 +341,7 @@ export type Hello = Message<"ngpu.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 5);
+  messageDesc(file_ngpu_v1_worker, 7);
 
 /**
  * @generated from message ngpu.v1.RunningAttempt
@@ -303,7 +368,7 @@ export type RunningAttempt = Message<"ngpu.v1.RunningAttempt"> & {
  * Use `create(RunningAttemptSchema)` to create a new message.
  */
 export const RunningAttemptSchema: GenMessage<RunningAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 6);
+  messageDesc(file_ngpu_v1_worker, 8);
 
 /**
  * @generated from message ngpu.v1.Heartbeat
@@ -330,7 +395,7 @@ export type Heartbeat = Message<"ngpu.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 7);
+  messageDesc(file_ngpu_v1_worker, 9);
 
 /**
  * @generated from message ngpu.v1.TelemetryReport
@@ -354,7 +419,7 @@ export type TelemetryReport = Message<"ngpu.v1.TelemetryReport"> & {
  * Use `create(TelemetryReportSchema)` to create a new message.
  */
 export const TelemetryReportSchema: GenMessage<TelemetryReport> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 8);
+  messageDesc(file_ngpu_v1_worker, 10);
 
 /**
  * Something happened to one attempt. Carries its fencing token: the control
@@ -432,7 +497,7 @@ export type TaskUpdate = Message<"ngpu.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 9);
+  messageDesc(file_ngpu_v1_worker, 11);
 
 /**
  * @generated from message ngpu.v1.ColdStart
@@ -445,7 +510,7 @@ export type ColdStart = Message<"ngpu.v1.ColdStart"> & {
  * Use `create(ColdStartSchema)` to create a new message.
  */
 export const ColdStartSchema: GenMessage<ColdStart> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 10);
+  messageDesc(file_ngpu_v1_worker, 12);
 
 /**
  * @generated from message ngpu.v1.Started
@@ -464,7 +529,7 @@ export type Started = Message<"ngpu.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 11);
+  messageDesc(file_ngpu_v1_worker, 13);
 
 /**
  * @generated from message ngpu.v1.Finished
@@ -517,7 +582,7 @@ export type Finished = Message<"ngpu.v1.Finished"> & {
  * Use `create(FinishedSchema)` to create a new message.
  */
 export const FinishedSchema: GenMessage<Finished> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 12);
+  messageDesc(file_ngpu_v1_worker, 14);
 
 /**
  * @generated from message ngpu.v1.Welcome
@@ -544,7 +609,7 @@ export type Welcome = Message<"ngpu.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 13);
+  messageDesc(file_ngpu_v1_worker, 15);
 
 /**
  * @generated from message ngpu.v1.AppSpec
@@ -581,7 +646,7 @@ export type AppSpec = Message<"ngpu.v1.AppSpec"> & {
  * Use `create(AppSpecSchema)` to create a new message.
  */
 export const AppSpecSchema: GenMessage<AppSpec> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 14);
+  messageDesc(file_ngpu_v1_worker, 16);
 
 /**
  * @generated from message ngpu.v1.Assignment
@@ -630,7 +695,7 @@ export type Assignment = Message<"ngpu.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 15);
+  messageDesc(file_ngpu_v1_worker, 17);
 
 /**
  * @generated from message ngpu.v1.CancelAttempt
@@ -657,7 +722,7 @@ export type CancelAttempt = Message<"ngpu.v1.CancelAttempt"> & {
  * Use `create(CancelAttemptSchema)` to create a new message.
  */
 export const CancelAttemptSchema: GenMessage<CancelAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 16);
+  messageDesc(file_ngpu_v1_worker, 18);
 
 /**
  * @generated from message ngpu.v1.Rejection
@@ -684,7 +749,7 @@ export type Rejection = Message<"ngpu.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 17);
+  messageDesc(file_ngpu_v1_worker, 19);
 
 /**
  * @generated from enum ngpu.v1.Outcome
