@@ -100,7 +100,7 @@ export interface Principal {
  */
 export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
   const parts = split(key);
-  if (!parts) throw new NgpuError("UNAUTHENTICATED", "invalid API key");
+  if (!parts) throw new NgpuError("UNAUTHENTICATED", "invalid or revoked API key");
   const row = await db
     .selectFrom("api_keys")
     .innerJoin("workspaces", "workspaces.id", "api_keys.workspace_id")
@@ -117,7 +117,7 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
     ])
     .where("api_keys.id", "=", parts.id)
     .executeTakeFirst();
-  if (!row || !matches(parts.secret, row.secret_hash)) throw new NgpuError("UNAUTHENTICATED", "invalid API key");
+  if (!row || !matches(parts.secret, row.secret_hash)) throw new NgpuError("UNAUTHENTICATED", "invalid or revoked API key");
   if (row.revoked_at !== null) throw new NgpuError("UNAUTHENTICATED", `API key ${parts.id} was revoked`);
   if (row.expires_at !== null && row.expires_at.getTime() <= row.now.getTime()) {
     throw new NgpuError("UNAUTHENTICATED", `API key ${parts.id} expired at ${row.expires_at.toISOString()}`);

@@ -78,7 +78,7 @@ describe("security: provider identity (enrollment tokens, node keys, revocation)
     const real = await startFakeWorker(net.url, { enrollmentToken: net.enrollmentToken, name: "real", gpus: [gpu] });
     real.kill();
     // Another key, with or without a valid enrollment token.
-    const impostor = await refusal(startFakeWorker(net.url, { enrollmentToken: net.enrollmentToken, nodeId: real.nodeId, name: "impostor", gpus: [gpu] }));
+    const impostor = await refusal(startFakeWorker(net.url, { enrollmentToken: net.enrollmentToken, nodeId: real.nodeId, name: "impostor", gpus: [gpu] }, { key: newNodeKey() }));
     expect(impostor.code).toBe(Code.Unauthenticated);
     expect(impostor.rawMessage).toMatch(/^hello\.public_key: is not the key registered for node/);
     // The right public key (it is no secret) but a signature by another key.

@@ -45,12 +45,15 @@ export interface FakeWorker {
   kill(): void;
 }
 
+/** Keys of the nodes fake workers joined as: a fake worker coming back as a node uses its key, as a real one would from its disk. */
+const keysByNode = new Map<string, TestNodeKey>();
+
 export async function startFakeWorker(
   url: string,
   hello: MessageInitShape<typeof HelloSchema>,
   options: { heartbeatMs?: number; key?: TestNodeKey } = {},
 ): Promise<FakeWorker> {
-  const key = options.key ?? newNodeKey();
+  const key = options.key ?? (hello.nodeId ? keysByNode.get(hello.nodeId) : undefined) ?? newNodeKey();
   const sessionManager = new Http2SessionManager(url);
   const client = createClient(WorkerService, createGrpcTransport({ baseUrl: url, sessionManager }));
   const up = pushable<Up>({ objectMode: true });
@@ -86,6 +89,7 @@ export async function startFakeWorker(
     return undefined;
   })();
   const nodeId = await welcomed;
+  keysByNode.set(nodeId, key);
   let heartbeats = true;
   let seq = 0n;
   const timer = setInterval(() => {
