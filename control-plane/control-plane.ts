@@ -4,6 +4,7 @@ import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
 import { file_ngpu_v1_webhook, WebhookService } from "../gen/ngpu/v1/webhook_pb.js";
 import { file_ngpu_v1_webhook_event } from "../gen/ngpu/v1/webhook_event_pb.js";
+import { file_ngpu_v1_usage, UsageService } from "../gen/ngpu/v1/usage_pb.js";
 import { file_ngpu_v1_worker, WorkerService } from "../gen/ngpu/v1/worker_pb.js";
 import { createAppService } from "./api/app-service.js";
 import { createAuthenticator } from "./api/auth.js";
@@ -16,6 +17,7 @@ import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
 import { createTaskService } from "./api/task-service.js";
 import { createWebhookService } from "./api/webhook-service.js";
+import { createUsageService } from "./api/usage-service.js";
 import { type Bus, connectBus } from "./bus/bus.js";
 import type { ControlPlaneConfig } from "./config.js";
 import { type Db, openDatabase } from "./db/database.js";
@@ -100,10 +102,11 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
+        router.service(UsageService, guarded(UsageService, createUsageService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
         health.register(router);
-        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key] });
+        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key] });
       },
     });
   } catch (err) {

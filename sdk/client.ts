@@ -14,6 +14,7 @@ import {
   type WebhookDeliveryState,
   type WebhookEventType,
 } from "../gen/ngpu/v1/webhook_pb.js";
+import { UsageService } from "../gen/ngpu/v1/usage_pb.js";
 import { paginate } from "./paging.js";
 import {
   deployAppRequest,
@@ -29,6 +30,7 @@ import {
   type UpdateAppInit,
 } from "./requests.js";
 import { isTerminal } from "./task-state.js";
+import { createUsageApi, type UsageApi } from "./usage.js";
 import { createOwnedTransport, type NgpuHttpVersion, type NgpuProtocol } from "./transport.js";
 import { setMaxListeners } from "node:events";
 
@@ -205,6 +207,8 @@ export interface NgpuClient {
   readonly nodes: NodesApi;
   readonly webhooks: WebhooksApi;
   readonly keys: KeysApi;
+  /** Metering: usage summaries, records, CSV export, per-task cost, estimates, prices. */
+  readonly usage: UsageApi;
   /** Closes the connections and fails the calls in flight with `Code.Canceled`. Idempotent. */
   close(): Promise<void>;
 }
@@ -251,6 +255,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const nodeClient = createClient(NodeService, owned.transport);
   const webhookClient = createClient(WebhookService, owned.transport);
   const keyClient = createClient(KeyService, owned.transport);
+  const usageClient = createClient(UsageService, owned.transport);
 
   // Every call also listens to `closed`, so close() ends open streams at once.
   function signalFor(signal: AbortSignal | undefined): AbortSignal {
@@ -441,6 +446,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     nodes,
     webhooks,
     keys,
+    usage: createUsageApi(usageClient, unary, stream),
     async close() {
       if (closed.signal.aborted) return;
       closed.abort(new ConnectError("the NGPU client is closed", Code.Canceled));

@@ -49,6 +49,8 @@ export type {
 export { isTerminal, taskStateName, TERMINAL_TASK_STATES } from "./task-state.js";
 export { taskOutput, valueToJson } from "./json.js";
 export { paginate, type Page } from "./paging.js";
+export type { EstimateInit, GranularityName, GroupByName, UsageApi, UsageRecordsInit, UsageSummaryInit, ViewName } from "./usage.js";
+export { formatUsd, NANO_USD_PER_USD, parseUsd } from "./money.js";
 
 export { Code, ConnectError } from "@connectrpc/connect";
 export type { JsonObject, JsonValue } from "@bufbuild/protobuf";
@@ -83,6 +85,22 @@ export {
   type DeployAppResponse,
   type ListAppsResponse,
 } from "../gen/ngpu/v1/app_pb.js";
+export {
+  UsageService,
+  UsageGranularity,
+  UsageGroupBy,
+  UsageView,
+  type UsageTotals,
+  type UsageBucket,
+  type UsageGroup,
+  type UsageRecord,
+  type TaskCost,
+  type Price,
+  type BillingSettings,
+  type GetUsageSummaryResponse,
+  type ListUsageRecordsResponse,
+  type EstimateCostResponse,
+} from "../gen/ngpu/v1/usage_pb.js";
 export {
   NodeService,
   NodeState,

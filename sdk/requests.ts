@@ -82,6 +82,10 @@ export interface UpdateAppInit {
   readonly description?: string | undefined;
   readonly maxAttempts?: number | undefined;
   readonly queueTtlMs?: Int64Like | undefined;
+  /** Published: any workspace may call it, paying for its own calls. */
+  readonly public?: boolean | undefined;
+  /** Charged to other workspaces per successful call and credited to you, in nano-USD (at most 1 USD). */
+  readonly callFeeNanoUsd?: Int64Like | undefined;
 }
 
 /** A task to queue. */
@@ -193,6 +197,8 @@ export function updateAppRequest(init: UpdateAppInit): MessageInitShape<typeof U
   if (init.description !== undefined) request.description = init.description;
   if (init.maxAttempts !== undefined) request.maxAttempts = init.maxAttempts;
   if (init.queueTtlMs !== undefined) request.queueTtlMs = toInt64(init.queueTtlMs, "queueTtlMs");
+  if (init.public !== undefined) request.public = init.public;
+  if (init.callFeeNanoUsd !== undefined) request.callFeeNanoUsd = toInt64(init.callFeeNanoUsd, "callFeeNanoUsd");
   return request;
 }
 

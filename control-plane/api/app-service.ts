@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AppService, type DeployAppRequest, type Runtime } from "../../gen/ngpu/v1/app_pb.js";
 import type { GpuRequirements } from "../../gen/ngpu/v1/gpu_pb.js";
-import { type AppDefinition, deployApp, findApp, listApps } from "../db/apps.js";
+import { type AppDefinition, deployApp, findApp, listApps, setAppBilling } from "../db/apps.js";
 import type { Db } from "../db/database.js";
 import type { AppRow, RuntimeRow } from "../db/schema.js";
 import { invalidArgument } from "../errors.js";
@@ -32,6 +32,8 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const RESERVED_ENV = new Set(["PORT", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"]);
 export const BUILTIN_APPS = ["echo", "sleep"] as const;
 const MAX_GPUS = 16;
+/** Highest per-call fee of a published app: 1 USD. */
+const MAX_CALL_FEE_NANO_USD = 1_000_000_000n;
 const MAX_GPU_MEMORY_BYTES = 2n ** 40n;
 
 function checkRuntime(field: string, runtime: Runtime | undefined): RuntimeRow {
@@ -148,8 +150,13 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
         ...(req.maxAttempts !== undefined ? { maxAttempts: req.maxAttempts } : {}),
         ...(req.queueTtlMs !== undefined ? { queueTtlMs: req.queueTtlMs } : {}),
       } as DeployAppRequest;
+      const fee = req.callFeeNanoUsd;
+      if (fee !== undefined && (fee < 0n || fee > MAX_CALL_FEE_NANO_USD)) throw invalidArgument("call_fee_nano_usd", `must be between 0 and ${MAX_CALL_FEE_NANO_USD} (1 USD)`);
       const { app } = await deployApp(db, principal.workspaceId, definitionOf(merged));
-      return { app: appToProto(app) };
+      // Publishing and fees are not part of the definition: they change no version.
+      if (req.public === undefined && fee === undefined) return { app: appToProto(app) };
+      const billed = await setAppBilling(db, app.id, { ...(req.public !== undefined ? { public: req.public } : {}), ...(fee !== undefined ? { callFeeNanoUsd: Number(fee) } : {}) });
+      return { app: appToProto(billed) };
     },
 
     async getApp(req, ctx) {

@@ -4,7 +4,10 @@ import { type App, AppSchema } from "../../gen/ngpu/v1/app_pb.js";
 import { type GpuTelemetry, GpuSchema } from "../../gen/ngpu/v1/gpu_pb.js";
 import { type Node, NodeSchema, NodeState } from "../../gen/ngpu/v1/node_pb.js";
 import { type Attempt, AttemptSchema, type Task, TaskSchema, TaskState } from "../../gen/ngpu/v1/task_pb.js";
-import type { AppRow, AttemptRow, NodeRow, RuntimeRow } from "../db/schema.js";
+import { type Price, PriceSchema, type UsageRecord, UsageRecordSchema, type UsageTotals, UsageTotalsSchema } from "../../gen/ngpu/v1/usage_pb.js";
+import type { PriceRow } from "../db/prices.js";
+import type { AppRow, AttemptRow, NodeRow, RuntimeRow, UsageRecordRow } from "../db/schema.js";
+import type { UsageSums } from "../metering/summaries.js";
 import type { TaskView } from "../db/tasks.js";
 import { reliability } from "../db/nodes.js";
 import { runtimeToProto } from "../dispatch/assignment.js";
@@ -143,5 +146,56 @@ export function nodeToProto(
     completedAttempts: BigInt(row.completed_attempts),
     lostAttempts: BigInt(row.lost_attempts),
     reliability: reliability(row),
+  });
+}
+
+export function usageTotalsToProto(s: UsageSums): UsageTotals {
+  return create(UsageTotalsSchema, {
+    submitted: s.submitted,
+    attempts: s.attempts,
+    succeeded: s.succeeded,
+    failed: s.failed,
+    cancelled: s.cancelled,
+    timedOut: s.timedOut,
+    lost: s.lost,
+    released: s.released,
+    gpuMs: s.gpuMs,
+    costNanoUsd: s.costNanoUsd,
+    feeNanoUsd: s.feeNanoUsd,
+    totalNanoUsd: s.costNanoUsd + s.feeNanoUsd,
+    providerNanoUsd: s.providerNanoUsd,
+  });
+}
+
+export function usageRecordToProto(r: UsageRecordRow): UsageRecord {
+  return create(UsageRecordSchema, {
+    attemptId: r.attempt_id,
+    taskId: r.task_id,
+    workspaceId: r.workspace_id,
+    appId: r.app_id,
+    nodeId: r.node_id,
+    gpuModel: r.gpu_model,
+    gpuCount: r.gpu_count,
+    outcome: r.outcome,
+    startTimeMs: BigInt(r.started_at_ms ?? 0),
+    endTimeMs: BigInt(r.ended_at_ms),
+    executionMs: BigInt(r.execution_ms),
+    gpuMs: BigInt(r.gpu_ms),
+    ...(r.worker_execution_ms !== null ? { workerExecutionMs: BigInt(r.worker_execution_ms) } : {}),
+    ...(r.control_plane_execution_ms !== null ? { controlPlaneExecutionMs: BigInt(r.control_plane_execution_ms) } : {}),
+    ...(r.disagreement_ms !== null ? { disagreementMs: BigInt(r.disagreement_ms) } : {}),
+    priceNanoUsdPerGpuSecond: BigInt(r.price_nano_usd_per_gpu_second),
+    costNanoUsd: BigInt(r.cost_nano_usd),
+    feeNanoUsd: BigInt(r.fee_nano_usd),
+    totalNanoUsd: BigInt(r.cost_nano_usd) + BigInt(r.fee_nano_usd),
+  });
+}
+
+export function priceToProto(p: PriceRow): Price {
+  return create(PriceSchema, {
+    gpuModel: p.gpuModel,
+    nanoUsdPerGpuSecond: BigInt(p.nanoUsdPerGpuSecond),
+    effectiveTime: timestampFromDate(p.effectiveFrom),
+    inForce: p.inForce,
   });
 }

@@ -10,7 +10,7 @@ import {
 } from "../../gen/ngpu/v1/task_pb.js";
 import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
-import { findApp } from "../db/apps.js";
+import { findCallableApp } from "../db/apps.js";
 import type { Principal } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
@@ -56,7 +56,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
 
   async function submit(principal: Principal, req: SubmitTaskRequest | undefined, field: string): Promise<{ task: Task; created: boolean; webhook?: Webhook }> {
     if (!req) throw invalidArgument(field, "is required");
-    const appRef = requireString(`${field}app`, req.app, 128);
+    const appRef = requireString(`${field}app`, req.app, 200);
     const input = checkJson(`${field}input`, req.input);
     const idempotencyKey = req.idempotencyKey === "" ? undefined : requireString(`${field}idempotency_key`, req.idempotencyKey, 128);
     if (req.priority < -1000 || req.priority > 1000) throw invalidArgument(`${field}priority`, "must be between -1000 and 1000");
@@ -67,7 +67,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const webhook = req.webhook
       ? { url: checkHttpUrl(`${field}webhook.url`, req.webhook.url), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
       : undefined;
-    const app = await findApp(db, principal.workspaceId, appRef);
+    const app = await findCallableApp(db, principal.workspaceId, appRef);
     requireApp(principal, app.name, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
     const newTask = {
@@ -193,7 +193,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
         if (!name) throw invalidArgument(`states[${i}]`, "is not a task state");
         return name;
       });
-      const app = req.app ? await findApp(db, principal.workspaceId, requireString("app", req.app, 128)) : undefined;
+      const app = req.app ? await findCallableApp(db, principal.workspaceId, requireString("app", req.app, 200)) : undefined;
       if (app) requireApp(principal, app.name, "read", "listing tasks");
       const appId = app?.id;
       const appNames = visibleApps(principal);

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { notFound } from "../errors.js";
+import { NgpuError, notFound } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Db } from "./database.js";
 import type { AppRow, RuntimeRow } from "./schema.js";
@@ -33,6 +33,45 @@ export async function findApp(db: Db, workspaceId: string, idOrName: string): Pr
     .executeTakeFirst();
   if (!row) throw notFound("app", idOrName);
   return row;
+}
+
+/**
+ * Finds an app the workspace may call: its own (id or name), or a published one
+ * of any workspace, by id or as "<workspace id or name>/<app name>". Nothing
+ * about the author's account is checked: a published app serves whoever pays.
+ */
+export async function findCallableApp(db: Db, workspaceId: string, ref: string): Promise<AppRow> {
+  const slash = ref.indexOf("/");
+  if (slash < 0 && !APP_ID.test(ref)) return findApp(db, workspaceId, ref);
+  let query = db
+    .selectFrom("apps as a")
+    .innerJoin("workspaces as w", "w.id", "a.workspace_id")
+    .selectAll("a")
+    .where((eb) => eb.or([eb("a.workspace_id", "=", workspaceId), eb("a.public", "=", true)]))
+    .limit(2);
+  if (slash < 0) query = query.where("a.id", "=", ref);
+  else {
+    const owner = ref.slice(0, slash);
+    query = query.where("a.name", "=", ref.slice(slash + 1)).where((eb) => eb.or([eb("w.id", "=", owner), eb("w.name", "=", owner)]));
+  }
+  const rows = await query.execute();
+  if (rows.length > 1) throw new NgpuError("FAILED_PRECONDITION", `app ${JSON.stringify(ref)} is ambiguous: several workspaces have that name; use "<workspace id>/<app name>" or the app id`);
+  if (!rows[0]) throw notFound("app", ref);
+  return rows[0];
+}
+
+/** Publishes or unpublishes an app, and sets its per-call fee; neither makes a new version. */
+export async function setAppBilling(db: Db, appId: string, billing: { public?: boolean; callFeeNanoUsd?: number }): Promise<AppRow> {
+  return db
+    .updateTable("apps")
+    .set({
+      ...(billing.public !== undefined ? { public: billing.public } : {}),
+      ...(billing.callFeeNanoUsd !== undefined ? { call_fee_nano_usd: billing.callFeeNanoUsd } : {}),
+      updated_at: sql`now()` as never,
+    })
+    .where("id", "=", appId)
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }
 
 function sameDefinition(row: AppRow, def: AppDefinition): boolean {

@@ -135,6 +135,8 @@ export interface NewEnrollmentToken {
   readonly expiresAt?: Date;
   /** How many new nodes may join with it. Default 1. */
   readonly maxUses?: number;
+  /** Paid for the GPU time of the nodes that enroll with it; unset: the network's operator. */
+  readonly providerWorkspaceId?: string;
 }
 
 export async function createEnrollmentToken(db: Db, init: NewEnrollmentToken | string = {}): Promise<{ id: string; token: string; expiresAt: Date | null }> {
@@ -143,7 +145,7 @@ export async function createEnrollmentToken(db: Db, init: NewEnrollmentToken | s
   const secret = newSecret();
   await db
     .insertInto("enrollment_tokens")
-    .values({ id, name: options.name ?? "", secret_hash: hash(secret), revoked_at: null, expires_at: options.expiresAt ?? null, max_uses: options.maxUses ?? 1 })
+    .values({ id, name: options.name ?? "", secret_hash: hash(secret), revoked_at: null, expires_at: options.expiresAt ?? null, max_uses: options.maxUses ?? 1, provider_workspace_id: options.providerWorkspaceId ?? null })
     .execute();
   return { id, token: `${id}.${secret}`, expiresAt: options.expiresAt ?? null };
 }
@@ -180,4 +182,12 @@ export async function consumeEnrollmentToken(db: Db, token: string): Promise<str
     .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", sql<Date>`now()`)]))
     .executeTakeFirst();
   return used.numUpdatedRows > 0n ? undefined : "enrollment token was already used (tokens admit one new node; ask the operator for another)";
+}
+
+/** The provider a (verified) enrollment token enrolls its nodes for; null: the operator. */
+export async function enrollmentProvider(db: Db, token: string): Promise<string | null> {
+  const parts = split(token);
+  if (!parts) return null;
+  const row = await db.selectFrom("enrollment_tokens").select("provider_workspace_id").where("id", "=", parts.id).executeTakeFirst();
+  return row?.provider_workspace_id ?? null;
 }

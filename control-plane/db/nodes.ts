@@ -14,6 +14,8 @@ export interface NodeRegistration {
   readonly gatewayId: string;
   /** Ed25519 public key (base64url of the raw 32 bytes); set on first join, never changed. */
   readonly publicKey: string;
+  /** Paid for the node's GPU time (from its enrollment token; set when it first joins); null: the operator. */
+  readonly providerWorkspaceId?: string | null;
 }
 
 /** Laplace-smoothed share of a node's attempts that it did not lose. */
@@ -39,7 +41,7 @@ export async function registerNode(db: Db, n: NodeRegistration): Promise<void> {
   };
   await db
     .insertInto("nodes")
-    .values({ id: n.id, ...columns, public_key: n.publicKey })
+    .values({ id: n.id, ...columns, public_key: n.publicKey, provider_workspace_id: n.providerWorkspaceId ?? null })
     // A node without a key yet (it joined before keys existed) gets this one; a revoked node stays revoked.
     .onConflict((oc) =>
       oc

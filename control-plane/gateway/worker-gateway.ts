@@ -17,7 +17,7 @@ import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import { learnInputSchema } from "../db/apps.js";
 import { loadDispatchableAttempts } from "../db/attempts.js";
-import { checkEnrollmentToken, consumeEnrollmentToken } from "../db/credentials.js";
+import { checkEnrollmentToken, consumeEnrollmentToken, enrollmentProvider } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { disconnectNode, loadNodeIdentity, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
 import type { GpuRow, ProgressRow } from "../db/schema.js";
@@ -228,6 +228,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       warmAppIds: hello.warmAppIds.slice(0, 256),
       gatewayId,
       publicKey,
+      // A node is paid to the provider of the token it first joined with.
+      providerWorkspaceId: admission.newNode ? await enrollmentProvider(db, hello.enrollmentToken) : null,
     });
   }
 

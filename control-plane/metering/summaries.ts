@@ -1,0 +1,199 @@
+import { type RawBuilder, sql } from "kysely";
+import type { Db } from "../db/database.js";
+import type { Granularity } from "./usage-window.js";
+
+/** Whose usage: what a workspace called, ran on its nodes, or what its apps served. */
+export type UsageScope =
+  | { readonly view: "caller"; readonly workspaceId: string }
+  /** includeOperatorNodes: also the nodes with no provider (the operator's own). */
+  | { readonly view: "provider"; readonly workspaceId: string; readonly includeOperatorNodes: boolean }
+  | { readonly view: "author"; readonly workspaceId: string };
+
+export type GroupBy = "none" | "app" | "gpu_model" | "node" | "outcome";
+
+export interface SummaryQuery {
+  readonly scope: UsageScope;
+  readonly start: Date;
+  readonly end: Date;
+  readonly timeZone: string;
+  readonly granularity: Granularity;
+  readonly groupBy: GroupBy;
+  readonly appId?: string;
+}
+
+/** Exact sums (bigint: money summed over time can pass 2^53 nano-USD). */
+export interface UsageSums {
+  submitted: bigint;
+  attempts: bigint;
+  succeeded: bigint;
+  failed: bigint;
+  cancelled: bigint;
+  timedOut: bigint;
+  lost: bigint;
+  released: bigint;
+  gpuMs: bigint;
+  costNanoUsd: bigint;
+  feeNanoUsd: bigint;
+  providerNanoUsd: bigint;
+}
+
+export function zeroSums(): UsageSums {
+  return { submitted: 0n, attempts: 0n, succeeded: 0n, failed: 0n, cancelled: 0n, timedOut: 0n, lost: 0n, released: 0n, gpuMs: 0n, costNanoUsd: 0n, feeNanoUsd: 0n, providerNanoUsd: 0n };
+}
+
+export function addSums(into: UsageSums, add: UsageSums): UsageSums {
+  for (const k of Object.keys(into) as Array<keyof UsageSums>) into[k] += add[k];
+  return into;
+}
+
+export interface SummaryBucket {
+  readonly start: Date;
+  readonly end: Date;
+  /** The zone's UTC offset at the bucket's start, in minutes. */
+  readonly offsetMinutes: number;
+  readonly totals: UsageSums;
+  /** Per group key, in key order (empty without grouping). */
+  readonly groups: Array<{ key: string; sums: UsageSums }>;
+}
+
+export interface Summary {
+  readonly buckets: SummaryBucket[];
+  readonly totals: UsageSums;
+  /** The range covered: the request's, widened to whole buckets. */
+  readonly start: Date;
+  readonly end: Date;
+}
+
+const GROUP_COLUMN: Record<GroupBy, RawBuilder<string>> = {
+  none: sql<string>`''`,
+  app: sql<string>`app_id`,
+  gpu_model: sql<string>`gpu_model`,
+  node: sql<string>`node_id`,
+  outcome: sql<string>`outcome`,
+};
+
+/** The start of the local hour, day or month that a 15-minute bucket (a UTC instant) falls in. */
+function localBucketStart(column: RawBuilder<unknown>, granularity: Granularity, zone: string): RawBuilder<Date> {
+  // Hours by instant, not local wall time: the repeated hour of a DST end stays two buckets.
+  // Every offset in use is a multiple of 15 minutes, so the local minute is 0, 15, 30 or 45.
+  if (granularity === "hour") return sql<Date>`(${column} - make_interval(mins => extract(minute FROM ${column} AT TIME ZONE ${zone})::int))`;
+  return sql<Date>`(date_trunc(${granularity}, ${column} AT TIME ZONE ${zone}) AT TIME ZONE ${zone})`;
+}
+
+/**
+ * Every bucket of the zone that overlaps [start, end), empty ones included,
+ * with its end: local hours from the 15-minute grid (so a DST day has 23 or 25),
+ * local days and months from the zone's calendar.
+ */
+function bucketsSql(q: SummaryQuery): RawBuilder<{ start: Date; end: Date; offset_minutes: number }> {
+  const zone = q.timeZone;
+  const starts =
+    q.granularity === "hour"
+      ? sql`SELECT DISTINCT ${localBucketStart(sql`s`, "hour", zone)} AS start
+          FROM generate_series(date_bin('15 minutes', ${q.start}::timestamptz, timestamptz '2000-01-01T00:00:00Z'), ${q.end}::timestamptz + interval '1 hour', interval '15 minutes') s`
+      : sql`SELECT l AT TIME ZONE ${zone} AS start
+          FROM generate_series(date_trunc(${q.granularity}, ${q.start}::timestamptz AT TIME ZONE ${zone}),
+            date_trunc(${q.granularity}, ${q.end}::timestamptz AT TIME ZONE ${zone}) + ${`1 ${q.granularity}`}::interval, ${`1 ${q.granularity}`}::interval) l`;
+  return sql`
+    SELECT start, "end", (extract(epoch FROM (start AT TIME ZONE ${zone}) - (start AT TIME ZONE 'UTC')) / 60)::int AS offset_minutes
+    FROM (SELECT start, lead(start) OVER (ORDER BY start) AS "end" FROM (${starts}) g) b
+    WHERE "end" IS NOT NULL AND "end" > ${q.start}::timestamptz AND start < ${q.end}::timestamptz
+    ORDER BY start`;
+}
+
+function scopeSql(scope: UsageScope): RawBuilder<boolean> {
+  switch (scope.view) {
+    case "caller":
+      return sql<boolean>`workspace_id = ${scope.workspaceId}`;
+    case "author":
+      return sql<boolean>`app_workspace_id = ${scope.workspaceId}`;
+    case "provider":
+      return scope.includeOperatorNodes
+        ? sql<boolean>`(provider_workspace_id = ${scope.workspaceId} OR provider_workspace_id IS NULL)`
+        : sql<boolean>`provider_workspace_id = ${scope.workspaceId}`;
+  }
+}
+
+interface SumsRow {
+  start: Date;
+  key: string;
+  attempts: string;
+  succeeded: string;
+  failed: string;
+  cancelled: string;
+  timed_out: string;
+  lost: string;
+  released: string;
+  gpu_ms: string;
+  cost: string;
+  fee: string;
+  provider: string;
+}
+
+/**
+ * Sums usage per bucket (and group) from the 15-minute rollups, never from the
+ * records: the work depends on the buckets in range, not on how much usage there was.
+ */
+export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> {
+  const buckets = (await bucketsSql(q).execute(db)).rows;
+  const first = buckets[0];
+  const last = buckets[buckets.length - 1];
+  if (!first || !last) return { buckets: [], totals: zeroSums(), start: q.start, end: q.end };
+  const bucketStart = localBucketStart(sql`bucket`, q.granularity, q.timeZone);
+  const appFilter = q.appId ? sql`AND app_id = ${q.appId}` : sql``;
+  const count = (outcome: string) => sql`COALESCE(sum(attempts) FILTER (WHERE outcome = ${outcome}), 0)::text`;
+  const usage = sql<SumsRow>`
+    SELECT ${bucketStart} AS start, ${GROUP_COLUMN[q.groupBy]} AS key,
+      sum(attempts)::text AS attempts, ${count("SUCCEEDED")} AS succeeded, ${count("FAILED")} AS failed,
+      ${count("CANCELLED")} AS cancelled, ${count("TIMED_OUT")} AS timed_out, ${count("LOST")} AS lost, ${count("RELEASED")} AS released,
+      sum(gpu_ms)::text AS gpu_ms, sum(cost_nano_usd)::text AS cost, sum(fee_nano_usd)::text AS fee, sum(provider_nano_usd)::text AS provider
+    FROM usage_rollups
+    WHERE ${scopeSql(q.scope)} AND bucket >= ${first.start} AND bucket < ${last.end} ${appFilter}
+    GROUP BY 1, 2`.execute(db);
+  // Submissions belong to the caller and have no GPU, node or outcome yet.
+  const countSubmitted = q.scope.view === "caller" && (q.groupBy === "none" || q.groupBy === "app");
+  const submitted = countSubmitted
+    ? sql<{ start: Date; key: string; submitted: string }>`
+        SELECT ${bucketStart} AS start, ${q.groupBy === "app" ? sql`app_id` : sql`''`} AS key, sum(submitted)::text AS submitted
+        FROM task_submissions
+        WHERE workspace_id = ${q.scope.workspaceId} AND bucket >= ${first.start} AND bucket < ${last.end} ${appFilter}
+        GROUP BY 1, 2`.execute(db)
+    : Promise.resolve({ rows: [] });
+  const [usageRows, submittedRows] = await Promise.all([usage, submitted]);
+
+  const byBucket = new Map<number, Map<string, UsageSums>>(buckets.map((b) => [b.start.getTime(), new Map()]));
+  const groupOf = (start: Date, key: string): UsageSums => {
+    const groups = byBucket.get(start.getTime());
+    // Every rollup bucket in range maps to a listed bucket; anything else is a bug worth seeing.
+    if (!groups) throw new Error(`usage bucket ${start.toISOString()} is outside the summary's buckets`);
+    let sums = groups.get(key);
+    if (!sums) groups.set(key, (sums = zeroSums()));
+    return sums;
+  };
+  for (const r of usageRows.rows) {
+    addSums(groupOf(r.start, r.key), {
+      ...zeroSums(),
+      attempts: BigInt(r.attempts),
+      succeeded: BigInt(r.succeeded),
+      failed: BigInt(r.failed),
+      cancelled: BigInt(r.cancelled),
+      timedOut: BigInt(r.timed_out),
+      lost: BigInt(r.lost),
+      released: BigInt(r.released),
+      gpuMs: BigInt(r.gpu_ms),
+      costNanoUsd: BigInt(r.cost),
+      feeNanoUsd: BigInt(r.fee),
+      providerNanoUsd: BigInt(r.provider),
+    });
+  }
+  for (const r of submittedRows.rows) groupOf(r.start, r.key).submitted += BigInt(r.submitted);
+
+  const totals = zeroSums();
+  const out = buckets.map((b): SummaryBucket => {
+    const groups = [...byBucket.get(b.start.getTime())!.entries()].sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0)).map(([key, sums]) => ({ key, sums }));
+    const bucketTotals = groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
+    addSums(totals, bucketTotals);
+    return { start: b.start, end: b.end, offsetMinutes: b.offset_minutes, totals: bucketTotals, groups: q.groupBy === "none" ? [] : groups };
+  });
+  return { buckets: out, totals, start: first.start, end: last.end };
+}
