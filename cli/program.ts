@@ -7,6 +7,7 @@ import { registerKeyCommands } from "./commands/keys.js";
 import { registerNodeCommands } from "./commands/nodes.js";
 import { registerSubmitCommand } from "./commands/submit.js";
 import { registerTaskCommands } from "./commands/tasks.js";
+import { registerUsageCommands } from "./commands/usage.js";
 import { registerWebhookCommands } from "./commands/webhooks.js";
 
 /** Version the CLI reports with --version. */
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerSubmitCommand(program, ctx);
   registerTaskCommands(program, ctx);
   registerNodeCommands(program, ctx);
+  registerUsageCommands(program, ctx);
   registerWebhookCommands(program, ctx);
   registerKeyCommands(program, ctx);
   for (const command of program.commands) command.hook("preAction", () => ctx.handleInterrupts());

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { create } from "@bufbuild/protobuf";
-import { AppSchema, DeployAppResponseSchema, type App, type RuntimeInit } from "../../sdk/index.js";
+import { AppSchema, DeployAppResponseSchema, formatUsd, parseUsd, type App, type RuntimeInit } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { parseBytes, parseDuration, parseInteger, parseKeyValues, splitCommandLine } from "../parse.js";
@@ -105,5 +105,28 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
       const app = await ctx.client(command).apps.get(nameOrId, { signal: ctx.signal });
       if (wantsJson(command)) printJson(ctx, messageJson(AppSchema, app));
       else println(ctx.stdout, renderApp(app, new Date()));
+    });
+
+  apps
+    .command("publish")
+    .description("let any workspace call the app (by id or <workspace id>/<name>), paying for its own calls")
+    .argument("<app>", "app name or id")
+    .option("--fee-usd <usd>", "charge other workspaces this much per successful call, credited to you (e.g. 0.002)")
+    .action(async (nameOrId: string, flags: { feeUsd?: string }, command: Command) => {
+      const fee = flags.feeUsd === undefined ? undefined : parseUsd(flags.feeUsd);
+      if (fee === undefined && flags.feeUsd !== undefined) throw new UsageError(`--fee-usd: ${JSON.stringify(flags.feeUsd)} is not an amount in USD such as 0.002`);
+      const app = await ctx.client(command).apps.update({ app: nameOrId, public: true, ...(fee !== undefined ? { callFeeNanoUsd: fee } : {}) }, { signal: ctx.signal });
+      if (wantsJson(command)) printJson(ctx, messageJson(AppSchema, app));
+      else println(ctx.stdout, `${app.name} is published as ${app.workspaceId}/${app.name} (${app.id}); fee per call: ${formatUsd(app.callFeeNanoUsd)} USD`);
+    });
+
+  apps
+    .command("unpublish")
+    .description("only your workspace may call the app again")
+    .argument("<app>", "app name or id")
+    .action(async (nameOrId: string, _flags: unknown, command: Command) => {
+      const app = await ctx.client(command).apps.update({ app: nameOrId, public: false }, { signal: ctx.signal });
+      if (wantsJson(command)) printJson(ctx, messageJson(AppSchema, app));
+      else println(ctx.stdout, `${app.name} is private`);
     });
 }

@@ -20,7 +20,7 @@ import { NgpuError, invalidArgument } from "../errors.js";
 import { estimateCost } from "../metering/estimate.js";
 import { csvHeader, csvLine, eachUsageRecordPage, listUsageRecords, type RecordFilter, taskUsageRecords } from "../metering/records.js";
 import { type GroupBy, summarizeUsage, type UsageScope } from "../metering/summaries.js";
-import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, MAX_RANGE_DAYS, MAX_RECORD_RANGE_DAYS } from "../metering/usage-window.js";
+import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, localTime, MAX_RANGE_DAYS, MAX_RECORD_RANGE_DAYS } from "../metering/usage-window.js";
 import type { Authenticate } from "./auth.js";
 import { priceToProto, taskToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
 import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
@@ -239,13 +239,3 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
     },
   };
 }
-
-/** "2026-03-08T03:00:00-04:00": an instant as wall time at a UTC offset. */
-export function localTime(instant: Date, offsetMinutes: number): string {
-  const wall = new Date(instant.getTime() + offsetMinutes * 60_000).toISOString().slice(0, 19);
-  const sign = offsetMinutes < 0 ? "-" : "+";
-  const abs = Math.abs(offsetMinutes);
-  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
-}
-
-

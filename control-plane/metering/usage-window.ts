@@ -64,3 +64,11 @@ function checkInstant(field: string, ts: Timestamp): Date {
   if (!Number.isFinite(ms) || ms < EARLIEST_MS || ms >= LATEST_MS) throw invalidArgument(field, "must be between 2000-01-01 and 2200-01-01");
   return timestampDate(ts);
 }
+
+/** "2026-03-08T03:00:00-04:00": an instant as wall time at a UTC offset. */
+export function localTime(instant: Date, offsetMinutes: number): string {
+  const wall = new Date(instant.getTime() + offsetMinutes * 60_000).toISOString().slice(0, 19);
+  const sign = offsetMinutes < 0 ? "-" : "+";
+  const abs = Math.abs(offsetMinutes);
+  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}

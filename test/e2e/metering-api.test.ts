@@ -308,4 +308,31 @@ describe("metering: usage API", () => {
     expect(provided.totals?.providerNanoUsd).toBeGreaterThan(0n);
     expect(provided.totals!.providerNanoUsd).toBeLessThanOrEqual((provided.totals!.costNanoUsd * 8n) / 10n);
   });
+
+  it("pays a node's provider its share of the GPU time, per node, queryable like usage", async () => {
+    const { createEnrollmentToken } = await import("../../control-plane/db/credentials.js");
+    const provider = await net.newWorkspace();
+    const providerApi = client(net.url, provider.apiKey);
+    clients.push(providerApi);
+    const model = "NVIDIA Test Provider GPU";
+    await net.cp.db.insertInto("gpu_prices").values({ gpu_model: model, effective_from: new Date("2026-01-01T00:00:00Z"), nano_usd_per_gpu_second: 1_000_001 }).execute();
+    const { token } = await createEnrollmentToken(net.cp.db, { name: "provider", providerWorkspaceId: provider.workspaceId });
+    const worker = await startTestWorker({ url: net.url, enrollmentToken: token }, [`${model}:24GiB`], { name: "provider-node" });
+    workers.push(worker);
+    await ngpu.apps.deploy({ name: "on-provider", runtime: builtin("sleep"), gpu: { count: 1, allowedModels: [model] } });
+    const { task } = await ngpu.tasks.run({ app: "on-provider", input: { seconds: 0.2 } }, { waitMs: 30_000 });
+    expect(task.state).toBe(TaskState.SUCCEEDED);
+    const [record] = (await ngpu.usage.taskCost(task.id)).attempts;
+    expect(record?.gpuModel).toBe(model);
+    const now = Date.now();
+    const range = { start: new Date(now - 3_600_000), end: new Date(now + 60_000), granularity: "day" as const };
+    const earned = await providerApi.usage.summary({ ...range, view: "provider", groupBy: "node" });
+    const nodes = earned.buckets.flatMap((b) => b.groups);
+    expect(nodes.map((g) => g.key)).toEqual([record!.nodeId]);
+    // 80 % by default, rounded down to the nano-USD.
+    expect(earned.totals?.providerNanoUsd).toBe((record!.costNanoUsd * 8000n) / 10000n);
+    expect(earned.totals?.gpuMs).toBe(record!.gpuMs);
+    // The provider sees its nodes' earnings, not the caller's records.
+    expect((await providerApi.usage.records({ start: range.start, end: range.end })).records).toEqual([]);
+  });
 });
