@@ -142,14 +142,15 @@ export function registerServerCommands(program: Command): void {
     .option("--name <name>", "a name for the record", "")
     .option("--uses <n>", "how many new workers it admits", "1")
     .option("--expires <when>", "a duration from now (24h) or an ISO time; default never")
-    .action(async (opts: { name: string; uses: string; expires?: string }) => {
+    .option("--provider <workspace-id>", "the workspace paid for these workers' GPU time (default: the operator)")
+    .action(async (opts: { name: string; uses: string; expires?: string; provider?: string }) => {
       const url = process.env.DATABASE_URL;
       if (!url) throw new CliError("DATABASE_URL is not set", ExitCode.USAGE);
       const maxUses = parseInteger("--uses", opts.uses, { min: 1, max: 10_000 });
       const expiresAt = opts.expires ? parseExpiry("--expires", opts.expires) : undefined;
       const db = await openDatabase({ kind: "postgres", url, poolSize: 1 });
       try {
-        const token = await createEnrollmentToken(db, { name: opts.name, maxUses, ...(expiresAt ? { expiresAt } : {}) });
+        const token = await createEnrollmentToken(db, { name: opts.name, maxUses, ...(expiresAt ? { expiresAt } : {}), ...(opts.provider ? { providerWorkspaceId: opts.provider } : {}) });
         process.stdout.write(JSON.stringify({ tokenId: token.id, token: token.token, maxUses, expiresAt: token.expiresAt?.toISOString() ?? null }, null, 2) + "\n");
       } finally {
         await db.destroy();
