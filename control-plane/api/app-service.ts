@@ -6,8 +6,9 @@ import type { Db } from "../db/database.js";
 import type { AppRow, RuntimeRow } from "../db/schema.js";
 import { invalidArgument } from "../errors.js";
 import { type Authenticate, requireApp, requireFull, visibleApps } from "./auth.js";
-import { appToProto } from "./convert.js";
+import { appToProto, poolPolicyToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
+import { checkPoolPolicy } from "./pool-policy.js";
 import {
   DEFAULT_MAX_ATTEMPTS,
   checkJson,
@@ -111,6 +112,7 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       timeoutMs: checkTimeoutMs("timeout_ms", req.timeoutMs),
       maxAttempts: checkMaxAttempts("max_attempts", req.maxAttempts) || DEFAULT_MAX_ATTEMPTS,
       queueTtlMs: checkQueueTtlMs("queue_ttl_ms", req.queueTtlMs),
+      pool: req.pool ? checkPoolPolicy("pool", req.pool) : null,
     };
   };
 
@@ -124,6 +126,7 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       timeoutMs: BigInt(row.timeout_ms),
       maxAttempts: row.max_attempts,
       queueTtlMs: BigInt(row.queue_ttl_ms),
+      ...(row.pool_policy ? { pool: poolPolicyToProto(row.pool_policy) } : {}),
       ...(row.input_schema_source === "user" && row.input_schema ? { inputSchema: row.input_schema } : {}),
     }) as DeployAppRequest;
 
@@ -139,6 +142,7 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       const principal = await authenticate(ctx);
       requireFull(principal, "updating an app");
       const current = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
+      if (req.pool && req.removePool) throw invalidArgument("remove_pool", "cannot be set together with pool");
       const base = fromRow(current);
       const merged = {
         ...base,
@@ -149,6 +153,7 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
         ...(req.description !== undefined ? { description: req.description } : {}),
         ...(req.maxAttempts !== undefined ? { maxAttempts: req.maxAttempts } : {}),
         ...(req.queueTtlMs !== undefined ? { queueTtlMs: req.queueTtlMs } : {}),
+        pool: req.removePool ? undefined : (req.pool ?? base.pool),
       } as DeployAppRequest;
       const fee = req.callFeeNanoUsd;
       if (fee !== undefined && (fee < 0n || fee > MAX_CALL_FEE_NANO_USD)) throw invalidArgument("call_fee_nano_usd", `must be between 0 and ${MAX_CALL_FEE_NANO_USD} (1 USD)`);

@@ -1,12 +1,12 @@
 import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { type App, AppSchema } from "../../gen/ngpu/v1/app_pb.js";
+import { type App, AppSchema, type PoolPolicy, PoolPolicySchema } from "../../gen/ngpu/v1/app_pb.js";
 import { type GpuTelemetry, GpuSchema } from "../../gen/ngpu/v1/gpu_pb.js";
 import { type Node, NodeSchema, NodeState } from "../../gen/ngpu/v1/node_pb.js";
 import { type Attempt, AttemptSchema, type Task, TaskSchema, TaskState } from "../../gen/ngpu/v1/task_pb.js";
 import { type Price, PriceSchema, type UsageRecord, UsageRecordSchema, type UsageTotals, UsageTotalsSchema } from "../../gen/ngpu/v1/usage_pb.js";
 import type { PriceRow } from "../db/prices.js";
-import type { AppRow, AttemptRow, NodeRow, RuntimeRow, UsageRecordRow } from "../db/schema.js";
+import type { AppRow, AttemptRow, NodeRow, PoolPolicyRow, RuntimeRow, UsageRecordRow } from "../db/schema.js";
 import type { UsageSums } from "../metering/summaries.js";
 import type { TaskView } from "../db/tasks.js";
 import { reliability } from "../db/nodes.js";
@@ -102,6 +102,19 @@ export function appToProto(row: AppRow): App {
     callFeeNanoUsd: BigInt(row.call_fee_nano_usd),
     createTime: timestampFromDate(row.created_at),
     updateTime: timestampFromDate(row.updated_at),
+    ...(row.pool_policy ? { pool: poolPolicyToProto(row.pool_policy) } : {}),
+  });
+}
+
+export function poolPolicyToProto(p: PoolPolicyRow): PoolPolicy {
+  return create(PoolPolicySchema, {
+    minNodes: p.minNodes,
+    maxNodes: p.maxNodes,
+    idleTimeoutMs: BigInt(p.idleTimeoutMs),
+    targetQueueDelayMs: BigInt(p.targetQueueDelayMs),
+    targetTasksPerNode: p.targetTasksPerNode,
+    scaleUpStep: p.scaleUpStep,
+    scaleDownStep: p.scaleDownStep,
   });
 }
 

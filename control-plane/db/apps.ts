@@ -2,7 +2,7 @@ import { sql } from "kysely";
 import { NgpuError, notFound } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Db } from "./database.js";
-import type { AppRow, RuntimeRow } from "./schema.js";
+import type { AppRow, PoolPolicyRow, RuntimeRow } from "./schema.js";
 
 /** An app's definition as validated by the API. */
 export interface AppDefinition {
@@ -19,6 +19,8 @@ export interface AppDefinition {
   readonly maxAttempts: number;
   /** 0: queued tasks never expire. */
   readonly queueTtlMs: number;
+  /** Null: no pool. Changing only the pool does not make a new version (the instance is the same). */
+  readonly pool?: PoolPolicyRow | null;
 }
 
 const APP_ID = /^app_[0-9a-z]{26}$/;
@@ -124,12 +126,22 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
           ...columns,
           input_schema: JSON.stringify(def.inputSchema ?? null),
           input_schema_source: def.inputSchema ? "user" : null,
+          pool_policy: JSON.stringify(def.pool ?? null),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
       return { app, created: true };
     }
-    if (sameDefinition(existing, def)) return { app: existing, created: false };
+    if (sameDefinition(existing, def)) {
+      if (JSON.stringify(existing.pool_policy) === JSON.stringify(def.pool ?? null)) return { app: existing, created: false };
+      const app = await tx
+        .updateTable("apps")
+        .set({ pool_policy: JSON.stringify(def.pool ?? null), updated_at: sql`now()` as never })
+        .where("id", "=", existing.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return { app, created: false };
+    }
     const schema = def.inputSchema
       ? { input_schema: JSON.stringify(def.inputSchema), input_schema_source: "user" }
       : // A schema learnt from the old version may not fit the new one: learn it again.
@@ -138,7 +150,7 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
         : {};
     const app = await tx
       .updateTable("apps")
-      .set({ ...columns, ...schema, version: existing.version + 1, updated_at: sql`now()` as never })
+      .set({ ...columns, ...schema, pool_policy: JSON.stringify(def.pool ?? null), version: existing.version + 1, updated_at: sql`now()` as never })
       .where("id", "=", existing.id)
       .returningAll()
       .executeTakeFirstOrThrow();

@@ -3,6 +3,7 @@ import { foundationMigrations } from "./migrations/foundation.js";
 import { meteringMigrations } from "./migrations/metering.js";
 import { webhookMigrations } from "./migrations/webhooks.js";
 import { securityMigrations } from "./migrations/security.js";
+import { poolMigrations } from "./migrations/pools.js";
 
 /**
  * Migrations live in the code, not in files beside it, so a bundled control
@@ -15,6 +16,7 @@ const migrations = {
   ...meteringMigrations,
   ...webhookMigrations,
   ...securityMigrations,
+  ...poolMigrations,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -74,6 +74,47 @@ export interface AppTable {
   public: Generated<boolean>;
   /** Charged to another workspace per successful call, credited to the author. */
   call_fee_nano_usd: Generated<number>;
+  /** Null: no pool (tasks run on any free node). */
+  pool_policy: ColumnType<PoolPolicyRow | null, string | undefined, string>;
+}
+
+/** Stored pool policy, defaults resolved (see PoolPolicy in app.proto). */
+export interface PoolPolicyRow {
+  minNodes: number;
+  maxNodes: number;
+  idleTimeoutMs: number;
+  targetQueueDelayMs: number;
+  targetTasksPerNode: number;
+  scaleUpStep: number;
+  scaleDownStep: number;
+}
+
+export interface PoolMemberTable {
+  node_id: string;
+  app_id: string;
+  /** cold_starting | warm | releasing */
+  state: string;
+  since: DefaultedTimestamp;
+  last_busy_at: DefaultedTimestamp;
+  /** When WarmApp was last sent (it is sent again while no AppReady comes). */
+  warm_sent_at: DefaultedTimestamp;
+  gpu_indices: Json<number[]>;
+  cold_start_ms: Generated<number>;
+}
+
+export interface ScalingEventTable {
+  seq: Generated<number>;
+  id: string;
+  app_id: string;
+  workspace_id: string;
+  /** scale_up | scale_down | warm | replace */
+  kind: string;
+  from_nodes: number;
+  to_nodes: number;
+  node_ids: Json<string[]>;
+  reason: string;
+  cold_start_ms: Generated<number>;
+  created_at: DefaultedTimestamp;
 }
 
 /** Stored form of a declared GPU. */
@@ -334,6 +375,10 @@ export interface Database {
   /** The webhook outbox and delivery log. */
   webhook_deliveries: WebhookDeliveryTable;
   webhook_attempts: WebhookAttemptTable;
+  /** Nodes held in an app's pool. */
+  pool_members: PoolMemberTable;
+  /** Every pool scaling decision, with its reason. */
+  scaling_events: ScalingEventTable;
 }
 
 export type TaskRow = Selectable<TaskTable>;

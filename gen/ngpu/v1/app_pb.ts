@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/app.proto.
  */
 export const file_ngpu_v1_app: GenFile = /*@__PURE__*/
-  fileDesc("ChFuZ3B1L3YxL2FwcC5wcm90bxIHbmdwdS52MSI2Cg5Qcm9jZXNzUnVudGltZRIPCgdjb21tYW5kGAEgAygJEhMKC3dvcmtpbmdfZGlyGAIgASgJIiwKDURvY2tlclJ1bnRpbWUSDQoFaW1hZ2UYASABKAkSDAoEcG9ydBgCIAEoDSIeCg5CdWlsdGluUnVudGltZRIMCgRuYW1lGAEgASgJIpMBCgdSdW50aW1lEioKB3Byb2Nlc3MYASABKAsyFy5uZ3B1LnYxLlByb2Nlc3NSdW50aW1lSAASKAoGZG9ja2VyGAIgASgLMhYubmdwdS52MS5Eb2NrZXJSdW50aW1lSAASKgoHYnVpbHRpbhgDIAEoCzIXLm5ncHUudjEuQnVpbHRpblJ1bnRpbWVIAEIGCgRraW5kIvEDCgNBcHASCgoCaWQYASABKAkSFAoMd29ya3NwYWNlX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoDRIhCgdydW50aW1lGAUgASgLMhAubmdwdS52MS5SdW50aW1lEiUKA2dwdRgGIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzEiIKA2VudhgHIAMoCzIVLm5ncHUudjEuQXBwLkVudkVudHJ5Ei0KDGlucHV0X3NjaGVtYRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKdGltZW91dF9tcxgJIAEoAxIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAwgASgJEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIUCgxxdWV1ZV90dGxfbXMYDiABKAMSDgoGcHVibGljGA8gASgIEhkKEWNhbGxfZmVlX25hbm9fdXNkGBAgASgDGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiywIKEERlcGxveUFwcFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIhCgdydW50aW1lGAIgASgLMhAubmdwdS52MS5SdW50aW1lEiUKA2dwdRgDIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzEi8KA2VudhgEIAMoCzIiLm5ncHUudjEuRGVwbG95QXBwUmVxdWVzdC5FbnZFbnRyeRItCgxpbnB1dF9zY2hlbWEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhIKCnRpbWVvdXRfbXMYBiABKAMSEwoLZGVzY3JpcHRpb24YByABKAkSFAoMbWF4X2F0dGVtcHRzGAggASgNEhQKDHF1ZXVlX3R0bF9tcxgJIAEoAxoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj8KEURlcGxveUFwcFJlc3BvbnNlEhkKA2FwcBgBIAEoCzIMLm5ncHUudjEuQXBwEg8KB2NyZWF0ZWQYAiABKAgi+QMKEFVwZGF0ZUFwcFJlcXVlc3QSCwoDYXBwGAEgASgJEiYKB3J1bnRpbWUYAiABKAsyEC5uZ3B1LnYxLlJ1bnRpbWVIAIgBARIqCgNncHUYAyABKAsyGC5uZ3B1LnYxLkdwdVJlcXVpcmVtZW50c0gBiAEBEi8KA2VudhgEIAMoCzIiLm5ncHUudjEuVXBkYXRlQXBwUmVxdWVzdC5FbnZFbnRyeRITCgtyZXBsYWNlX2VudhgFIAEoCBIXCgp0aW1lb3V0X21zGAYgASgDSAKIAQESGAoLZGVzY3JpcHRpb24YByABKAlIA4gBARIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IBIgBARIZCgxxdWV1ZV90dGxfbXMYCSABKANIBYgBARITCgZwdWJsaWMYCiABKAhIBogBARIeChFjYWxsX2ZlZV9uYW5vX3VzZBgLIAEoA0gHiAEBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3J1bnRpbWVCBgoEX2dwdUINCgtfdGltZW91dF9tc0IOCgxfZGVzY3JpcHRpb25CDwoNX21heF9hdHRlbXB0c0IPCg1fcXVldWVfdHRsX21zQgkKB19wdWJsaWNCFAoSX2NhbGxfZmVlX25hbm9fdXNkIi4KEVVwZGF0ZUFwcFJlc3BvbnNlEhkKA2FwcBgBIAEoCzIMLm5ncHUudjEuQXBwIhwKDUdldEFwcFJlcXVlc3QSCwoDYXBwGAEgASgJIisKDkdldEFwcFJlc3BvbnNlEhkKA2FwcBgBIAEoCzIMLm5ncHUudjEuQXBwIjgKD0xpc3RBcHBzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJHChBMaXN0QXBwc1Jlc3BvbnNlEhoKBGFwcHMYASADKAsyDC5uZ3B1LnYxLkFwcBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkykAIKCkFwcFNlcnZpY2USQgoJRGVwbG95QXBwEhkubmdwdS52MS5EZXBsb3lBcHBSZXF1ZXN0GhoubmdwdS52MS5EZXBsb3lBcHBSZXNwb25zZRJCCglVcGRhdGVBcHASGS5uZ3B1LnYxLlVwZGF0ZUFwcFJlcXVlc3QaGi5uZ3B1LnYxLlVwZGF0ZUFwcFJlc3BvbnNlEjkKBkdldEFwcBIWLm5ncHUudjEuR2V0QXBwUmVxdWVzdBoXLm5ncHUudjEuR2V0QXBwUmVzcG9uc2USPwoITGlzdEFwcHMSGC5uZ3B1LnYxLkxpc3RBcHBzUmVxdWVzdBoZLm5ncHUudjEuTGlzdEFwcHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
+  fileDesc("ChFuZ3B1L3YxL2FwcC5wcm90bxIHbmdwdS52MSI2Cg5Qcm9jZXNzUnVudGltZRIPCgdjb21tYW5kGAEgAygJEhMKC3dvcmtpbmdfZGlyGAIgASgJIiwKDURvY2tlclJ1bnRpbWUSDQoFaW1hZ2UYASABKAkSDAoEcG9ydBgCIAEoDSIeCg5CdWlsdGluUnVudGltZRIMCgRuYW1lGAEgASgJIpMBCgdSdW50aW1lEioKB3Byb2Nlc3MYASABKAsyFy5uZ3B1LnYxLlByb2Nlc3NSdW50aW1lSAASKAoGZG9ja2VyGAIgASgLMhYubmdwdS52MS5Eb2NrZXJSdW50aW1lSAASKgoHYnVpbHRpbhgDIAEoCzIXLm5ncHUudjEuQnVpbHRpblJ1bnRpbWVIAEIGCgRraW5kIpQECgNBcHASCgoCaWQYASABKAkSFAoMd29ya3NwYWNlX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDwoHdmVyc2lvbhgEIAEoDRIhCgdydW50aW1lGAUgASgLMhAubmdwdS52MS5SdW50aW1lEiUKA2dwdRgGIAEoCzIYLm5ncHUudjEuR3B1UmVxdWlyZW1lbnRzEiIKA2VudhgHIAMoCzIVLm5ncHUudjEuQXBwLkVudkVudHJ5Ei0KDGlucHV0X3NjaGVtYRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoKdGltZW91dF9tcxgJIAEoAxIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAwgASgJEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIUCgxxdWV1ZV90dGxfbXMYDiABKAMSDgoGcHVibGljGA8gASgIEhkKEWNhbGxfZmVlX25hbm9fdXNkGBAgASgDEiEKBHBvb2wYFCABKAsyEy5uZ3B1LnYxLlBvb2xQb2xpY3kaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK5AQoKUG9vbFBvbGljeRIRCgltaW5fbm9kZXMYASABKAUSEQoJbWF4X25vZGVzGAIgASgFEhcKD2lkbGVfdGltZW91dF9tcxgDIAEoAxIdChV0YXJnZXRfcXVldWVfZGVsYXlfbXMYBCABKAMSHQoVdGFyZ2V0X3Rhc2tzX3Blcl9ub2RlGAUgASgFEhUKDXNjYWxlX3VwX3N0ZXAYBiABKAUSFwoPc2NhbGVfZG93bl9zdGVwGAcgASgFIu4CChBEZXBsb3lBcHBSZXF1ZXN0EgwKBG5hbWUYASABKAkSIQoHcnVudGltZRgCIAEoCzIQLm5ncHUudjEuUnVudGltZRIlCgNncHUYAyABKAsyGC5uZ3B1LnYxLkdwdVJlcXVpcmVtZW50cxIvCgNlbnYYBCADKAsyIi5uZ3B1LnYxLkRlcGxveUFwcFJlcXVlc3QuRW52RW50cnkSLQoMaW5wdXRfc2NoZW1hGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBISCgp0aW1lb3V0X21zGAYgASgDEhMKC2Rlc2NyaXB0aW9uGAcgASgJEhQKDG1heF9hdHRlbXB0cxgIIAEoDRIUCgxxdWV1ZV90dGxfbXMYCSABKAMSIQoEcG9vbBgUIAEoCzITLm5ncHUudjEuUG9vbFBvbGljeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj8KEURlcGxveUFwcFJlc3BvbnNlEhkKA2FwcBgBIAEoCzIMLm5ncHUudjEuQXBwEg8KB2NyZWF0ZWQYAiABKAgisQQKEFVwZGF0ZUFwcFJlcXVlc3QSCwoDYXBwGAEgASgJEiYKB3J1bnRpbWUYAiABKAsyEC5uZ3B1LnYxLlJ1bnRpbWVIAIgBARIqCgNncHUYAyABKAsyGC5uZ3B1LnYxLkdwdVJlcXVpcmVtZW50c0gBiAEBEi8KA2VudhgEIAMoCzIiLm5ncHUudjEuVXBkYXRlQXBwUmVxdWVzdC5FbnZFbnRyeRITCgtyZXBsYWNlX2VudhgFIAEoCBIXCgp0aW1lb3V0X21zGAYgASgDSAKIAQESGAoLZGVzY3JpcHRpb24YByABKAlIA4gBARIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IBIgBARIZCgxxdWV1ZV90dGxfbXMYCSABKANIBYgBARITCgZwdWJsaWMYCiABKAhIBogBARIeChFjYWxsX2ZlZV9uYW5vX3VzZBgLIAEoA0gHiAEBEiEKBHBvb2wYFCABKAsyEy5uZ3B1LnYxLlBvb2xQb2xpY3kSEwoLcmVtb3ZlX3Bvb2wYFSABKAgaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfcnVudGltZUIGCgRfZ3B1Qg0KC190aW1lb3V0X21zQg4KDF9kZXNjcmlwdGlvbkIPCg1fbWF4X2F0dGVtcHRzQg8KDV9xdWV1ZV90dGxfbXNCCQoHX3B1YmxpY0IUChJfY2FsbF9mZWVfbmFub191c2QiLgoRVXBkYXRlQXBwUmVzcG9uc2USGQoDYXBwGAEgASgLMgwubmdwdS52MS5BcHAiHAoNR2V0QXBwUmVxdWVzdBILCgNhcHAYASABKAkiKwoOR2V0QXBwUmVzcG9uc2USGQoDYXBwGAEgASgLMgwubmdwdS52MS5BcHAiOAoPTGlzdEFwcHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIkcKEExpc3RBcHBzUmVzcG9uc2USGgoEYXBwcxgBIAMoCzIMLm5ncHUudjEuQXBwEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKQAgoKQXBwU2VydmljZRJCCglEZXBsb3lBcHASGS5uZ3B1LnYxLkRlcGxveUFwcFJlcXVlc3QaGi5uZ3B1LnYxLkRlcGxveUFwcFJlc3BvbnNlEkIKCVVwZGF0ZUFwcBIZLm5ncHUudjEuVXBkYXRlQXBwUmVxdWVzdBoaLm5ncHUudjEuVXBkYXRlQXBwUmVzcG9uc2USOQoGR2V0QXBwEhYubmdwdS52MS5HZXRBcHBSZXF1ZXN0GhcubmdwdS52MS5HZXRBcHBSZXNwb25zZRI/CghMaXN0QXBwcxIYLm5ncHUudjEuTGlzdEFwcHNSZXF1ZXN0GhkubmdwdS52MS5MaXN0QXBwc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_gpu]);
 
 /**
  * Start the app as a local command; it must serve the Cog HTTP API on $PORT.
@@ -225,6 +225,13 @@ export type App = Message<"ngpu.v1.App"> & {
    * @generated from field: int64 call_fee_nano_usd = 16;
    */
   callFeeNanoUsd: bigint;
+
+  /**
+   * Elastic pool of nodes kept for this app; unset: tasks run on any free node.
+   *
+   * @generated from field: ngpu.v1.PoolPolicy pool = 20;
+   */
+  pool?: PoolPolicy | undefined;
 };
 
 /**
@@ -233,6 +240,71 @@ export type App = Message<"ngpu.v1.App"> & {
  */
 export const AppSchema: GenMessage<App> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_app, 4);
+
+/**
+ * How many nodes an app keeps warm and how fast that changes. Nodes in an app's
+ * pool run only that app's tasks, with its instance started ahead of need.
+ *
+ * @generated from message ngpu.v1.PoolPolicy
+ */
+export type PoolPolicy = Message<"ngpu.v1.PoolPolicy"> & {
+  /**
+   * Nodes kept warm even when idle; 0 lets the pool scale to zero.
+   *
+   * @generated from field: int32 min_nodes = 1;
+   */
+  minNodes: number;
+
+  /**
+   * Hard cap: the app's tasks never run on more distinct nodes than this. At least 1.
+   *
+   * @generated from field: int32 max_nodes = 2;
+   */
+  maxNodes: number;
+
+  /**
+   * A node idle this long leaves the pool (down to min_nodes), in ms. 0 means at once.
+   *
+   * @generated from field: int64 idle_timeout_ms = 3;
+   */
+  idleTimeoutMs: bigint;
+
+  /**
+   * Scale up when the oldest waiting task has waited this long, in ms (0: not used).
+   *
+   * @generated from field: int64 target_queue_delay_ms = 4;
+   */
+  targetQueueDelayMs: bigint;
+
+  /**
+   * Scale up when queued plus running tasks per node exceed this (0: not used).
+   * At least one of the two signals must be set.
+   *
+   * @generated from field: int32 target_tasks_per_node = 5;
+   */
+  targetTasksPerNode: number;
+
+  /**
+   * Nodes added per autoscaler round at most; 0 means no limit beyond max_nodes.
+   *
+   * @generated from field: int32 scale_up_step = 6;
+   */
+  scaleUpStep: number;
+
+  /**
+   * Nodes released per autoscaler round at most; 0 means 1.
+   *
+   * @generated from field: int32 scale_down_step = 7;
+   */
+  scaleDownStep: number;
+};
+
+/**
+ * Describes the message ngpu.v1.PoolPolicy.
+ * Use `create(PoolPolicySchema)` to create a new message.
+ */
+export const PoolPolicySchema: GenMessage<PoolPolicy> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_app, 5);
 
 /**
  * @generated from message ngpu.v1.DeployAppRequest
@@ -288,6 +360,13 @@ export type DeployAppRequest = Message<"ngpu.v1.DeployAppRequest"> & {
    * @generated from field: int64 queue_ttl_ms = 9;
    */
   queueTtlMs: bigint;
+
+  /**
+   * Unset: no pool (tasks run on any free node).
+   *
+   * @generated from field: ngpu.v1.PoolPolicy pool = 20;
+   */
+  pool?: PoolPolicy | undefined;
 };
 
 /**
@@ -295,7 +374,7 @@ export type DeployAppRequest = Message<"ngpu.v1.DeployAppRequest"> & {
  * Use `create(DeployAppRequestSchema)` to create a new message.
  */
 export const DeployAppRequestSchema: GenMessage<DeployAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 5);
+  messageDesc(file_ngpu_v1_app, 6);
 
 /**
  * @generated from message ngpu.v1.DeployAppResponse
@@ -319,7 +398,7 @@ export type DeployAppResponse = Message<"ngpu.v1.DeployAppResponse"> & {
  * Use `create(DeployAppResponseSchema)` to create a new message.
  */
 export const DeployAppResponseSchema: GenMessage<DeployAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 6);
+  messageDesc(file_ngpu_v1_app, 7);
 
 /**
  * @generated from message ngpu.v1.UpdateAppRequest
@@ -385,6 +464,20 @@ export type UpdateAppRequest = Message<"ngpu.v1.UpdateAppRequest"> & {
    * @generated from field: optional int64 call_fee_nano_usd = 11;
    */
   callFeeNanoUsd?: bigint | undefined;
+
+  /**
+   * Sets the pool policy (changing it does not make a new version).
+   *
+   * @generated from field: ngpu.v1.PoolPolicy pool = 20;
+   */
+  pool?: PoolPolicy | undefined;
+
+  /**
+   * Removes the pool policy: its nodes are released and tasks run on any free node.
+   *
+   * @generated from field: bool remove_pool = 21;
+   */
+  removePool: boolean;
 };
 
 /**
@@ -392,7 +485,7 @@ export type UpdateAppRequest = Message<"ngpu.v1.UpdateAppRequest"> & {
  * Use `create(UpdateAppRequestSchema)` to create a new message.
  */
 export const UpdateAppRequestSchema: GenMessage<UpdateAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 7);
+  messageDesc(file_ngpu_v1_app, 8);
 
 /**
  * @generated from message ngpu.v1.UpdateAppResponse
@@ -409,7 +502,7 @@ export type UpdateAppResponse = Message<"ngpu.v1.UpdateAppResponse"> & {
  * Use `create(UpdateAppResponseSchema)` to create a new message.
  */
 export const UpdateAppResponseSchema: GenMessage<UpdateAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 8);
+  messageDesc(file_ngpu_v1_app, 9);
 
 /**
  * @generated from message ngpu.v1.GetAppRequest
@@ -428,7 +521,7 @@ export type GetAppRequest = Message<"ngpu.v1.GetAppRequest"> & {
  * Use `create(GetAppRequestSchema)` to create a new message.
  */
 export const GetAppRequestSchema: GenMessage<GetAppRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 9);
+  messageDesc(file_ngpu_v1_app, 10);
 
 /**
  * @generated from message ngpu.v1.GetAppResponse
@@ -445,7 +538,7 @@ export type GetAppResponse = Message<"ngpu.v1.GetAppResponse"> & {
  * Use `create(GetAppResponseSchema)` to create a new message.
  */
 export const GetAppResponseSchema: GenMessage<GetAppResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 10);
+  messageDesc(file_ngpu_v1_app, 11);
 
 /**
  * @generated from message ngpu.v1.ListAppsRequest
@@ -469,7 +562,7 @@ export type ListAppsRequest = Message<"ngpu.v1.ListAppsRequest"> & {
  * Use `create(ListAppsRequestSchema)` to create a new message.
  */
 export const ListAppsRequestSchema: GenMessage<ListAppsRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 11);
+  messageDesc(file_ngpu_v1_app, 12);
 
 /**
  * @generated from message ngpu.v1.ListAppsResponse
@@ -491,7 +584,7 @@ export type ListAppsResponse = Message<"ngpu.v1.ListAppsResponse"> & {
  * Use `create(ListAppsResponseSchema)` to create a new message.
  */
 export const ListAppsResponseSchema: GenMessage<ListAppsResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_app, 12);
+  messageDesc(file_ngpu_v1_app, 13);
 
 /**
  * Deploy and manage apps: servers that speak the Cog HTTP prediction protocol.

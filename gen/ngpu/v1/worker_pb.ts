@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/worker.proto.
  */
 export const file_ngpu_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSK0AgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAEiMKBXByb29mGB4gASgLMhIubmdwdS52MS5Ob2RlUHJvb2ZIAEIJCgdtZXNzYWdlIh4KCU5vZGVQcm9vZhIRCglzaWduYXR1cmUYASABKAwiHgoNTm9kZUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCIcCghEcmFpbmluZxIQCghncmFjZV9tcxgBIAEoDSJ1CghBcHBSZWFkeRIOCgZhcHBfaWQYASABKAkSEwoLYXBwX3ZlcnNpb24YAiABKA0SFQoNY29sZF9zdGFydF9tcxgDIAEoAxItCgxpbnB1dF9zY2hlbWEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Io0CCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLm5ncHUudjEuV2VsY29tZUgAEikKCmFzc2lnbm1lbnQYAiABKAsyEy5uZ3B1LnYxLkFzc2lnbm1lbnRIABIoCgZjYW5jZWwYAyABKAsyFi5uZ3B1LnYxLkNhbmNlbEF0dGVtcHRIABInCglyZWplY3Rpb24YBCABKAsyEi5uZ3B1LnYxLlJlamVjdGlvbkgAEh8KBWRyYWluGAUgASgLMg4ubmdwdS52MS5EcmFpbkgAEisKCWNoYWxsZW5nZRgeIAEoCzIWLm5ncHUudjEuTm9kZUNoYWxsZW5nZUgAQgkKB21lc3NhZ2UiGQoFRHJhaW4SEAoIZ3JhY2VfbXMYASABKA0ihAIKBUhlbGxvEhgKEGVucm9sbG1lbnRfdG9rZW4YASABKAkSDwoHbm9kZV9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhoKBGdwdXMYBCADKAsyDC5uZ3B1LnYxLkdwdRIRCglncHVfZXJyb3IYBSABKAkSEAoIcnVudGltZXMYBiADKAkSHAoUbWF4X2NvbmN1cnJlbnRfdGFza3MYByABKA0SDwoHdmVyc2lvbhgIIAEoCRIoCgdydW5uaW5nGAkgAygLMhcubmdwdS52MS5SdW5uaW5nQXR0ZW1wdBIUCgx3YXJtX2FwcF9pZHMYCiADKAkSEgoKcHVibGljX2tleRgeIAEoDCJMCg5SdW5uaW5nQXR0ZW1wdBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoBCJYCglIZWFydGJlYXQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHdhcm1fYXBwX2lkcxgDIAMoCSJFCg9UZWxlbWV0cnlSZXBvcnQSIwoEZ3B1cxgBIAMoCzIVLm5ncHUudjEuR3B1VGVsZW1ldHJ5Eg0KBWVycm9yGAIgASgJItICCgpUYXNrVXBkYXRlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCmNvbGRfc3RhcnQYBSABKAsyEi5uZ3B1LnYxLkNvbGRTdGFydEgAEiMKB3N0YXJ0ZWQYBiABKAsyEC5uZ3B1LnYxLlN0YXJ0ZWRIABIlCghwcm9ncmVzcxgHIAEoCzIRLm5ncHUudjEuUHJvZ3Jlc3NIABIoCgZvdXRwdXQYCCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNsb2cYCSABKAlIABIlCghmaW5pc2hlZBgKIAEoCzIRLm5ncHUudjEuRmluaXNoZWRIAEIICgZ1cGRhdGUiCwoJQ29sZFN0YXJ0IiAKB1N0YXJ0ZWQSFQoNY29sZF9zdGFydF9tcxgBIAEoAyKzAQoIRmluaXNoZWQSIQoHb3V0Y29tZRgBIAEoDjIQLm5ncHUudjEuT3V0Y29tZRImCgZvdXRwdXQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIEhUKDXN0YXJ0ZWRfYXRfbXMYBSABKAMSEwoLZW5kZWRfYXRfbXMYBiABKAMSDgoGZ3B1X21zGAcgASgDIlgKB1dlbGNvbWUSDwoHbm9kZV9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SHQoVdGVsZW1ldHJ5X2ludGVydmFsX21zGAMgASgNIqsBCgdBcHBTcGVjEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoDRIhCgdydW50aW1lGAQgASgLMhAubmdwdS52MS5SdW50aW1lEiYKA2VudhgFIAMoCzIZLm5ncHUudjEuQXBwU3BlYy5FbnZFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrgBCgpBc3NpZ25tZW50Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAMgASgEEh0KA2FwcBgEIAEoCzIQLm5ncHUudjEuQXBwU3BlYxImCgVpbnB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZ3B1X2luZGljZXMYBiADKA0SEgoKdGltZW91dF9tcxgHIAEoAyJECg1DYW5jZWxBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkiQAoJUmVqZWN0aW9uEg4KBnJlYXNvbhgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhIKCmF0dGVtcHRfaWQYAyABKAkqegoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASFQoRT1VUQ09NRV9TVUNDRUVERUQQARISCg5PVVRDT01FX0ZBSUxFRBACEhUKEU9VVENPTUVfQ0FOQ0VMTEVEEAMSFAoQT1VUQ09NRV9SRUxFQVNFRBAEMlEKDVdvcmtlclNlcnZpY2USQAoHQ29ubmVjdBIXLm5ncHUudjEuQ29ubmVjdFJlcXVlc3QaGC5uZ3B1LnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
+  fileDesc("ChRuZ3B1L3YxL3dvcmtlci5wcm90bxIHbmdwdS52MSK0AgoOQ29ubmVjdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi5uZ3B1LnYxLkhlbGxvSAASJwoJaGVhcnRiZWF0GAIgASgLMhIubmdwdS52MS5IZWFydGJlYXRIABItCgl0ZWxlbWV0cnkYAyABKAsyGC5uZ3B1LnYxLlRlbGVtZXRyeVJlcG9ydEgAEioKC3Rhc2tfdXBkYXRlGAQgASgLMhMubmdwdS52MS5UYXNrVXBkYXRlSAASJgoJYXBwX3JlYWR5GAUgASgLMhEubmdwdS52MS5BcHBSZWFkeUgAEiUKCGRyYWluaW5nGAYgASgLMhEubmdwdS52MS5EcmFpbmluZ0gAEiMKBXByb29mGB4gASgLMhIubmdwdS52MS5Ob2RlUHJvb2ZIAEIJCgdtZXNzYWdlIh4KCU5vZGVQcm9vZhIRCglzaWduYXR1cmUYASABKAwiHgoNTm9kZUNoYWxsZW5nZRINCgVub25jZRgBIAEoDCIcCghEcmFpbmluZxIQCghncmFjZV9tcxgBIAEoDSJ1CghBcHBSZWFkeRIOCgZhcHBfaWQYASABKAkSEwoLYXBwX3ZlcnNpb24YAiABKA0SFQoNY29sZF9zdGFydF9tcxgDIAEoAxItCgxpbnB1dF9zY2hlbWEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0It8CCg9Db25uZWN0UmVzcG9uc2USIwoHd2VsY29tZRgBIAEoCzIQLm5ncHUudjEuV2VsY29tZUgAEikKCmFzc2lnbm1lbnQYAiABKAsyEy5uZ3B1LnYxLkFzc2lnbm1lbnRIABIoCgZjYW5jZWwYAyABKAsyFi5uZ3B1LnYxLkNhbmNlbEF0dGVtcHRIABInCglyZWplY3Rpb24YBCABKAsyEi5uZ3B1LnYxLlJlamVjdGlvbkgAEh8KBWRyYWluGAUgASgLMg4ubmdwdS52MS5EcmFpbkgAEisKCWNoYWxsZW5nZRgeIAEoCzIWLm5ncHUudjEuTm9kZUNoYWxsZW5nZUgAEiQKCHdhcm1fYXBwGBQgASgLMhAubmdwdS52MS5XYXJtQXBwSAASKgoLcmVsZWFzZV9hcHAYFSABKAsyEy5uZ3B1LnYxLlJlbGVhc2VBcHBIAEIJCgdtZXNzYWdlIj0KB1dhcm1BcHASHQoDYXBwGAEgASgLMhAubmdwdS52MS5BcHBTcGVjEhMKC2dwdV9pbmRpY2VzGAIgAygNIhwKClJlbGVhc2VBcHASDgoGYXBwX2lkGAEgASgJIhkKBURyYWluEhAKCGdyYWNlX21zGAEgASgNIoQCCgVIZWxsbxIYChBlbnJvbGxtZW50X3Rva2VuGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIaCgRncHVzGAQgAygLMgwubmdwdS52MS5HcHUSEQoJZ3B1X2Vycm9yGAUgASgJEhAKCHJ1bnRpbWVzGAYgAygJEhwKFG1heF9jb25jdXJyZW50X3Rhc2tzGAcgASgNEg8KB3ZlcnNpb24YCCABKAkSKAoHcnVubmluZxgJIAMoCzIXLm5ncHUudjEuUnVubmluZ0F0dGVtcHQSFAoMd2FybV9hcHBfaWRzGAogAygJEhIKCnB1YmxpY19rZXkYHiABKAwiTAoOUnVubmluZ0F0dGVtcHQSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgJEhUKDWZlbmNpbmdfdG9rZW4YAyABKAQiWAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgx3YXJtX2FwcF9pZHMYAyADKAkiRQoPVGVsZW1ldHJ5UmVwb3J0EiMKBGdwdXMYASADKAsyFS5uZ3B1LnYxLkdwdVRlbGVtZXRyeRINCgVlcnJvchgCIAEoCSLSAgoKVGFza1VwZGF0ZRIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoBBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgpjb2xkX3N0YXJ0GAUgASgLMhIubmdwdS52MS5Db2xkU3RhcnRIABIjCgdzdGFydGVkGAYgASgLMhAubmdwdS52MS5TdGFydGVkSAASJQoIcHJvZ3Jlc3MYByABKAsyES5uZ3B1LnYxLlByb2dyZXNzSAASKAoGb3V0cHV0GAggASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlSAASDQoDbG9nGAkgASgJSAASJQoIZmluaXNoZWQYCiABKAsyES5uZ3B1LnYxLkZpbmlzaGVkSABCCAoGdXBkYXRlIgsKCUNvbGRTdGFydCIgCgdTdGFydGVkEhUKDWNvbGRfc3RhcnRfbXMYASABKAMiswEKCEZpbmlzaGVkEiEKB291dGNvbWUYASABKA4yEC5uZ3B1LnYxLk91dGNvbWUSJgoGb3V0cHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAMgASgJEhEKCXJldHJ5YWJsZRgEIAEoCBIVCg1zdGFydGVkX2F0X21zGAUgASgDEhMKC2VuZGVkX2F0X21zGAYgASgDEg4KBmdwdV9tcxgHIAEoAyJYCgdXZWxjb21lEg8KB25vZGVfaWQYASABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAIgASgNEh0KFXRlbGVtZXRyeV9pbnRlcnZhbF9tcxgDIAEoDSKrAQoHQXBwU3BlYxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKA0SIQoHcnVudGltZRgEIAEoCzIQLm5ncHUudjEuUnVudGltZRImCgNlbnYYBSADKAsyGS5uZ3B1LnYxLkFwcFNwZWMuRW52RW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK4AQoKQXNzaWdubWVudBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoBBIdCgNhcHAYBCABKAsyEC5uZ3B1LnYxLkFwcFNwZWMSJgoFaW5wdXQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhMKC2dwdV9pbmRpY2VzGAYgAygNEhIKCnRpbWVvdXRfbXMYByABKAMiRAoNQ2FuY2VsQXR0ZW1wdBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJIkAKCVJlamVjdGlvbhIOCgZyZWFzb24YASABKAkSDwoHdGFza19pZBgCIAEoCRISCgphdHRlbXB0X2lkGAMgASgJKnoKB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhUKEU9VVENPTUVfU1VDQ0VFREVEEAESEgoOT1VUQ09NRV9GQUlMRUQQAhIVChFPVVRDT01FX0NBTkNFTExFRBADEhQKEE9VVENPTUVfUkVMRUFTRUQQBDJRCg1Xb3JrZXJTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5uZ3B1LnYxLkNvbm5lY3RSZXF1ZXN0GhgubmdwdS52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_ngpu_v1_app, file_ngpu_v1_gpu, file_ngpu_v1_task]);
 
 /**
  * Worker → control plane.
@@ -232,6 +232,22 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
      */
     value: NodeChallenge;
     case: "challenge";
+  } | {
+    /**
+     * The node joined an app's pool: start its instance now, ahead of tasks.
+     *
+     * @generated from field: ngpu.v1.WarmApp warm_app = 20;
+     */
+    value: WarmApp;
+    case: "warmApp";
+  } | {
+    /**
+     * The node left an app's pool: stop its idle instances.
+     *
+     * @generated from field: ngpu.v1.ReleaseApp release_app = 21;
+     */
+    value: ReleaseApp;
+    case: "releaseApp";
   } | { case: undefined; value?: undefined };
 };
 
@@ -241,6 +257,48 @@ export type ConnectResponse = Message<"ngpu.v1.ConnectResponse"> & {
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_worker, 5);
+
+/**
+ * Start an instance of the app on these GPUs and keep it ready; answer with AppReady.
+ * Sent again while no AppReady came; a worker already starting or holding it does nothing.
+ *
+ * @generated from message ngpu.v1.WarmApp
+ */
+export type WarmApp = Message<"ngpu.v1.WarmApp"> & {
+  /**
+   * @generated from field: ngpu.v1.AppSpec app = 1;
+   */
+  app?: AppSpec | undefined;
+
+  /**
+   * @generated from field: repeated uint32 gpu_indices = 2;
+   */
+  gpuIndices: number[];
+};
+
+/**
+ * Describes the message ngpu.v1.WarmApp.
+ * Use `create(WarmAppSchema)` to create a new message.
+ */
+export const WarmAppSchema: GenMessage<WarmApp> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 6);
+
+/**
+ * @generated from message ngpu.v1.ReleaseApp
+ */
+export type ReleaseApp = Message<"ngpu.v1.ReleaseApp"> & {
+  /**
+   * @generated from field: string app_id = 1;
+   */
+  appId: string;
+};
+
+/**
+ * Describes the message ngpu.v1.ReleaseApp.
+ * Use `create(ReleaseAppSchema)` to create a new message.
+ */
+export const ReleaseAppSchema: GenMessage<ReleaseApp> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_worker, 7);
 
 /**
  * @generated from message ngpu.v1.Drain
@@ -257,7 +315,7 @@ export type Drain = Message<"ngpu.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 6);
+  messageDesc(file_ngpu_v1_worker, 8);
 
 /**
  * @generated from message ngpu.v1.Hello
@@ -341,7 +399,7 @@ export type Hello = Message<"ngpu.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 7);
+  messageDesc(file_ngpu_v1_worker, 9);
 
 /**
  * @generated from message ngpu.v1.RunningAttempt
@@ -368,7 +426,7 @@ export type RunningAttempt = Message<"ngpu.v1.RunningAttempt"> & {
  * Use `create(RunningAttemptSchema)` to create a new message.
  */
 export const RunningAttemptSchema: GenMessage<RunningAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 8);
+  messageDesc(file_ngpu_v1_worker, 10);
 
 /**
  * @generated from message ngpu.v1.Heartbeat
@@ -395,7 +453,7 @@ export type Heartbeat = Message<"ngpu.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 9);
+  messageDesc(file_ngpu_v1_worker, 11);
 
 /**
  * @generated from message ngpu.v1.TelemetryReport
@@ -419,7 +477,7 @@ export type TelemetryReport = Message<"ngpu.v1.TelemetryReport"> & {
  * Use `create(TelemetryReportSchema)` to create a new message.
  */
 export const TelemetryReportSchema: GenMessage<TelemetryReport> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 10);
+  messageDesc(file_ngpu_v1_worker, 12);
 
 /**
  * Something happened to one attempt. Carries its fencing token: the control
@@ -497,7 +555,7 @@ export type TaskUpdate = Message<"ngpu.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 11);
+  messageDesc(file_ngpu_v1_worker, 13);
 
 /**
  * @generated from message ngpu.v1.ColdStart
@@ -510,7 +568,7 @@ export type ColdStart = Message<"ngpu.v1.ColdStart"> & {
  * Use `create(ColdStartSchema)` to create a new message.
  */
 export const ColdStartSchema: GenMessage<ColdStart> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 12);
+  messageDesc(file_ngpu_v1_worker, 14);
 
 /**
  * @generated from message ngpu.v1.Started
@@ -529,7 +587,7 @@ export type Started = Message<"ngpu.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 13);
+  messageDesc(file_ngpu_v1_worker, 15);
 
 /**
  * @generated from message ngpu.v1.Finished
@@ -582,7 +640,7 @@ export type Finished = Message<"ngpu.v1.Finished"> & {
  * Use `create(FinishedSchema)` to create a new message.
  */
 export const FinishedSchema: GenMessage<Finished> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 14);
+  messageDesc(file_ngpu_v1_worker, 16);
 
 /**
  * @generated from message ngpu.v1.Welcome
@@ -609,7 +667,7 @@ export type Welcome = Message<"ngpu.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 15);
+  messageDesc(file_ngpu_v1_worker, 17);
 
 /**
  * @generated from message ngpu.v1.AppSpec
@@ -646,7 +704,7 @@ export type AppSpec = Message<"ngpu.v1.AppSpec"> & {
  * Use `create(AppSpecSchema)` to create a new message.
  */
 export const AppSpecSchema: GenMessage<AppSpec> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 16);
+  messageDesc(file_ngpu_v1_worker, 18);
 
 /**
  * @generated from message ngpu.v1.Assignment
@@ -695,7 +753,7 @@ export type Assignment = Message<"ngpu.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 17);
+  messageDesc(file_ngpu_v1_worker, 19);
 
 /**
  * @generated from message ngpu.v1.CancelAttempt
@@ -722,7 +780,7 @@ export type CancelAttempt = Message<"ngpu.v1.CancelAttempt"> & {
  * Use `create(CancelAttemptSchema)` to create a new message.
  */
 export const CancelAttemptSchema: GenMessage<CancelAttempt> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 18);
+  messageDesc(file_ngpu_v1_worker, 20);
 
 /**
  * @generated from message ngpu.v1.Rejection
@@ -749,7 +807,7 @@ export type Rejection = Message<"ngpu.v1.Rejection"> & {
  * Use `create(RejectionSchema)` to create a new message.
  */
 export const RejectionSchema: GenMessage<Rejection> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_worker, 19);
+  messageDesc(file_ngpu_v1_worker, 21);
 
 /**
  * @generated from enum ngpu.v1.Outcome
