@@ -17,6 +17,8 @@ export interface ControlPlaneConfig {
   /** How long a node whose stream closed may take to reconnect before its tasks move. */
   readonly reconnectGraceMs: number;
   readonly logLevel: string;
+  /** How often the pool autoscaler runs a round without being woken. Default 1000 ms. */
+  readonly autoscalerIntervalMs?: number;
 }
 
 export class ConfigError extends Error {
@@ -72,5 +74,6 @@ export function loadControlPlaneConfig(env: Env, defaults: { database?: Database
     lostAfterMs: integer(env, "NGPU_LOST_AFTER_MS", 3_000, 300, 600_000),
     reconnectGraceMs: integer(env, "NGPU_RECONNECT_GRACE_MS", 1_000, 0, 600_000),
     logLevel: env.NGPU_LOG_LEVEL || "info",
+    autoscalerIntervalMs: integer(env, "NGPU_AUTOSCALER_INTERVAL_MS", 1_000, 50, 600_000),
   };
 }

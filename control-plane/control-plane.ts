@@ -6,7 +6,10 @@ import { file_ngpu_v1_webhook, WebhookService } from "../gen/ngpu/v1/webhook_pb.
 import { file_ngpu_v1_webhook_event } from "../gen/ngpu/v1/webhook_event_pb.js";
 import { file_ngpu_v1_usage, UsageService } from "../gen/ngpu/v1/usage_pb.js";
 import { file_ngpu_v1_worker, WorkerService } from "../gen/ngpu/v1/worker_pb.js";
+import { file_ngpu_v1_pool, PoolService } from "../gen/ngpu/v1/pool_pb.js";
 import { createAppService } from "./api/app-service.js";
+import { createPoolService } from "./api/pool-service.js";
+import { type Autoscaler, startAutoscaler } from "./autoscaler/autoscaler.js";
 import { createAuthenticator } from "./api/auth.js";
 import { guarded } from "./api/errors.js";
 import { createHealth } from "./api/health.js";
@@ -43,6 +46,7 @@ export interface ControlPlane {
   readonly db: Db;
   readonly bus: Bus;
   readonly scheduler: Scheduler;
+  readonly autoscaler: Autoscaler;
   readonly monitor: NodeMonitor;
   readonly gateway: Gateway;
   readonly telemetry: TelemetryStore;
@@ -106,7 +110,10 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
         health.register(router);
-        registerReflection(router, { files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key] });
+        router.service(PoolService, guarded(PoolService, createPoolService({ db, authenticate }), logger));
+        registerReflection(router, {
+          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_pool],
+        });
       },
     });
   } catch (err) {
@@ -119,6 +126,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   }
 
   const scheduler = startScheduler({ db, bus, logger });
+  const autoscaler = startAutoscaler({ db, bus, logger, ...(config.autoscalerIntervalMs ? { intervalMs: config.autoscalerIntervalMs } : {}) });
   const monitor = startNodeMonitor({ db, bus, logger, replicaId, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
   logger.info({ url: server.url }, "control plane listening");
 
@@ -130,6 +138,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     db,
     bus,
     scheduler,
+    autoscaler,
     monitor,
     gateway,
     telemetry,
@@ -141,6 +150,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         gateway.beginShutdown();
         clearInterval(compactTimer);
         await scheduler.shutdown();
+        await autoscaler.shutdown();
         await monitor.shutdown();
         await server.close();
         await gateway.shutdown();

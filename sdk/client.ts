@@ -4,6 +4,7 @@ import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
 import { type ApiKey, KeyScope, KeyService } from "../gen/ngpu/v1/key_pb.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { PoolService, type ListScalingEventsResponse, type PoolStatus, type ScalingEvent } from "../gen/ngpu/v1/pool_pb.js";
 import { TaskService, type ListTasksResponse, type Task, type WatchTaskResponse } from "../gen/ngpu/v1/task_pb.js";
 import {
   WebhookService,
@@ -197,6 +198,15 @@ export interface KeysApi {
   createEnrollmentToken(init?: { name?: string; maxUses?: number; expiresAt?: number | Date }, options?: CallOptions): Promise<{ tokenId: string; token: string }>;
 }
 
+export interface PoolsApi {
+  /** What the app's pool holds now: desired, warm, busy and cold-starting nodes, queue depth, oldest wait. */
+  status(app: string, options?: CallOptions): Promise<PoolStatus>;
+  /** One page of the app's scaling decisions, newest first, each with its reason. */
+  events(init: { app: string } & PageInit, options?: CallOptions): Promise<ListScalingEventsResponse>;
+  /** Every scaling decision of the app, newest first, fetching pages lazily. */
+  eventsAll(init: { app: string } & Omit<PageInit, "pageToken">, options?: CallOptions): AsyncIterable<ScalingEvent>;
+}
+
 /**
  * A client of one control plane. Errors are `ConnectError`s from `@connectrpc/connect`
  * (`code`, `rawMessage`), passed through as the server sent them.
@@ -209,6 +219,7 @@ export interface NgpuClient {
   readonly keys: KeysApi;
   /** Metering: usage summaries, records, CSV export, per-task cost, estimates, prices. */
   readonly usage: UsageApi;
+  readonly pools: PoolsApi;
   /** Closes the connections and fails the calls in flight with `Code.Canceled`. Idempotent. */
   close(): Promise<void>;
 }
@@ -256,6 +267,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const webhookClient = createClient(WebhookService, owned.transport);
   const keyClient = createClient(KeyService, owned.transport);
   const usageClient = createClient(UsageService, owned.transport);
+  const poolClient = createClient(PoolService, owned.transport);
 
   // Every call also listens to `closed`, so close() ends open streams at once.
   function signalFor(signal: AbortSignal | undefined): AbortSignal {
@@ -440,6 +452,21 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     },
   };
 
+  const pools: PoolsApi = {
+    async status(app, opts) {
+      return required((await poolClient.getPoolStatus({ app }, unary(opts))).status, "status");
+    },
+    events(init, opts) {
+      return poolClient.listScalingEvents({ app: init.app, pageSize: init.pageSize ?? 0, pageToken: init.pageToken ?? "" }, unary(opts));
+    },
+    eventsAll(init, opts) {
+      return paginate(async (pageToken) => {
+        const res = await pools.events({ ...init, pageToken }, opts);
+        return { items: res.events, nextPageToken: res.nextPageToken };
+      });
+    },
+  };
+
   return {
     apps,
     tasks,
@@ -447,6 +474,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     webhooks,
     keys,
     usage: createUsageApi(usageClient, unary, stream),
+    pools,
     async close() {
       if (closed.signal.aborted) return;
       closed.abort(new ConnectError("the NGPU client is closed", Code.Canceled));

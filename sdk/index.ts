@@ -23,6 +23,7 @@ export {
   type NgpuClient,
   type NgpuClientOptions,
   type NodesApi,
+  type PoolsApi,
   type RunOptions,
   type SubmitResult,
   type TaskEvent,
@@ -41,6 +42,7 @@ export type {
   ListNodesInit,
   ListTasksInit,
   PageInit,
+  PoolPolicyInit,
   ProcessRuntimeInit,
   RuntimeInit,
   SubmitTaskInit,
@@ -122,6 +124,16 @@ export {
   ApiKeySchema,
   type ApiKey,
 } from "../gen/ngpu/v1/key_pb.js";
+export {
+  PoolService,
+  PoolMemberState,
+  PoolStatusSchema,
+  ScalingEventSchema,
+  type PoolStatus,
+  type PoolMember,
+  type ScalingEvent,
+} from "../gen/ngpu/v1/pool_pb.js";
+export { PoolPolicySchema, type PoolPolicy } from "../gen/ngpu/v1/app_pb.js";
 export {
   GpuSchema,
   GpuTelemetrySchema,

@@ -3,7 +3,7 @@
 // 64-bit fields take a plain `number` as well as a `bigint`, and a runtime can be
 // written as `{ docker: { image } }` instead of a oneof `{ kind: { case, value } }`.
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import type { DeployAppRequestSchema, Runtime, RuntimeSchema, UpdateAppRequestSchema } from "../gen/ngpu/v1/app_pb.js";
+import type { DeployAppRequestSchema, PoolPolicySchema, Runtime, RuntimeSchema, UpdateAppRequestSchema } from "../gen/ngpu/v1/app_pb.js";
 import type { GpuRequirements, GpuRequirementsSchema } from "../gen/ngpu/v1/gpu_pb.js";
 import type { ListNodesRequestSchema } from "../gen/ngpu/v1/node_pb.js";
 import type { WebhookEventType } from "../gen/ngpu/v1/webhook_pb.js";
@@ -66,6 +66,38 @@ export interface DeployAppInit {
   readonly maxAttempts?: number | undefined;
   /** A task queued longer than this (ms) ends EXPIRED; 0 (default) means never. */
   readonly queueTtlMs?: Int64Like | undefined;
+  /** Keep an elastic pool of nodes for the app; default none (tasks run on any free node). */
+  readonly pool?: PoolPolicyInit | undefined;
+}
+
+/** An app's pool: see PoolPolicy in app.proto. */
+export interface PoolPolicyInit {
+  /** Nodes kept warm when idle; 0 (default) lets the pool scale to zero. */
+  readonly minNodes?: number | undefined;
+  /** Hard cap on nodes running the app's tasks; at least 1. */
+  readonly maxNodes: number;
+  /** A node idle this long (ms) leaves the pool, down to minNodes. Default 0. */
+  readonly idleTimeoutMs?: Int64Like | undefined;
+  /** Scale up when the oldest waiting task has waited this long (ms). */
+  readonly targetQueueDelayMs?: Int64Like | undefined;
+  /** Or: scale up when queued + running tasks per node exceed this. */
+  readonly targetTasksPerNode?: number | undefined;
+  /** Nodes added per autoscaler round at most; 0 (default): no limit. */
+  readonly scaleUpStep?: number | undefined;
+  /** Nodes released per autoscaler round at most; 0 (default) means 1. */
+  readonly scaleDownStep?: number | undefined;
+}
+
+export function poolInit(pool: PoolPolicyInit): MessageInitShape<typeof PoolPolicySchema> {
+  return {
+    minNodes: pool.minNodes ?? 0,
+    maxNodes: pool.maxNodes,
+    idleTimeoutMs: toInt64(pool.idleTimeoutMs ?? 0, "pool.idleTimeoutMs"),
+    targetQueueDelayMs: toInt64(pool.targetQueueDelayMs ?? 0, "pool.targetQueueDelayMs"),
+    targetTasksPerNode: pool.targetTasksPerNode ?? 0,
+    scaleUpStep: pool.scaleUpStep ?? 0,
+    scaleDownStep: pool.scaleDownStep ?? 0,
+  };
 }
 
 /** Change some fields of an app; fields left undefined keep their value. */
@@ -86,6 +118,10 @@ export interface UpdateAppInit {
   readonly public?: boolean | undefined;
   /** Charged to other workspaces per successful call and credited to you, in nano-USD (at most 1 USD). */
   readonly callFeeNanoUsd?: Int64Like | undefined;
+  /** Sets the pool policy (no new version). */
+  readonly pool?: PoolPolicyInit | undefined;
+  /** Removes the pool: its nodes are released. */
+  readonly removePool?: boolean | undefined;
 }
 
 /** A task to queue. */
@@ -182,6 +218,7 @@ export function deployAppRequest(init: DeployAppInit): MessageInitShape<typeof D
   };
   if (init.gpu !== undefined) request.gpu = gpuInit(init.gpu);
   if (init.inputSchema !== undefined) request.inputSchema = init.inputSchema;
+  if (init.pool !== undefined) request.pool = poolInit(init.pool);
   return request;
 }
 
@@ -199,6 +236,8 @@ export function updateAppRequest(init: UpdateAppInit): MessageInitShape<typeof U
   if (init.queueTtlMs !== undefined) request.queueTtlMs = toInt64(init.queueTtlMs, "queueTtlMs");
   if (init.public !== undefined) request.public = init.public;
   if (init.callFeeNanoUsd !== undefined) request.callFeeNanoUsd = toInt64(init.callFeeNanoUsd, "callFeeNanoUsd");
+  if (init.pool !== undefined) request.pool = poolInit(init.pool);
+  if (init.removePool) request.removePool = true;
   return request;
 }
 

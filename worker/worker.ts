@@ -1,14 +1,14 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GpuSchema } from "../gen/ngpu/v1/gpu_pb.js";
-import type { Assignment } from "../gen/ngpu/v1/worker_pb.js";
+import type { AppSpec } from "../gen/ngpu/v1/worker_pb.js";
 import type { WorkerConfig } from "./config.js";
 import { type GpuInfo, type GpuReader, GpuReadError, type GpuReading } from "./gpu/gpu-reader.js";
 import { createNvidiaSmiReader } from "./gpu/nvidia-smi.js";
 import { createSimulatedGpuReader, type SimulatedGpuReader } from "./gpu/simulated-gpu.js";
 import type { Logger } from "./log.js";
-import type { AppInstance } from "./runtime/app-instance.js";
+import { startBuiltinInstance } from "./runtime/builtin.js";
 import { dockerAvailable, startDockerInstance } from "./runtime/docker-runtime.js";
-import { createInstancePool } from "./runtime/instance-pool.js";
+import { createInstancePool, type Instance } from "./runtime/instance-pool.js";
 import { startProcessInstance } from "./runtime/process-runtime.js";
 import { openInstanceRegistry } from "./runtime/instance-registry.js";
 import { startWebhookReceiver } from "./runtime/webhook-receiver.js";
@@ -108,9 +108,10 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   // Apps get the worker's environment minus its own settings (the enrollment token must not leak into apps).
   const appBaseEnv = Object.fromEntries(Object.entries(deps.appBaseEnv).filter(([k]) => !k.startsWith("NGPU_")));
   const pool = createInstancePool(logger);
-  const startInstance = (a: Assignment, gpuIndices: readonly number[], signal: AbortSignal): Promise<AppInstance> => {
-    const runtime = a.app?.runtime?.kind;
-    const env = a.app?.env ?? {};
+  const startInstance = (app: AppSpec | undefined, gpuIndices: readonly number[], signal: AbortSignal): Promise<Instance> => {
+    const runtime = app?.runtime?.kind;
+    const env = app?.env ?? {};
+    if (runtime?.case === "builtin") return startBuiltinInstance(runtime.value.name, env, signal);
     if (runtime?.case === "process") {
       return startProcessInstance({
         command: runtime.value.command,
@@ -181,6 +182,10 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
         runner.cancel(m.value.attemptId, m.value.reason || "cancelled");
       } else if (m.case === "drain") {
         void drain(m.value.graceMs || 30_000);
+      } else if (m.case === "warmApp") {
+        if (state === "RUNNING") runner.warmApp(m.value);
+      } else if (m.case === "releaseApp") {
+        runner.releaseApp(m.value.appId);
       }
     },
     warmAppIds: () => pool.warmAppIds(),

@@ -159,8 +159,15 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       requireApp(principal, row.app_name, "read", "reading a task");
       const task = taskToProto(row);
       if (row.state === "QUEUED") {
-        const app = await db.selectFrom("apps").select(["gpu_count", "gpu_min_memory_bytes", "gpu_models"]).where("id", "=", row.app_id).executeTakeFirstOrThrow();
-        const demand = { id, appId: row.app_id, gpuCount: app.gpu_count, minMemoryBytes: app.gpu_min_memory_bytes, allowedModels: app.gpu_models.map((m) => m.toLowerCase()) };
+        const app = await db.selectFrom("apps").select(["gpu_count", "gpu_min_memory_bytes", "gpu_models", "pool_policy"]).where("id", "=", row.app_id).executeTakeFirstOrThrow();
+        const demand = {
+          id,
+          appId: row.app_id,
+          gpuCount: app.gpu_count,
+          minMemoryBytes: app.gpu_min_memory_bytes,
+          allowedModels: app.gpu_models.map((m) => m.toLowerCase()),
+          pooled: app.pool_policy !== null,
+        };
         task.queueReason = queueReason(demand, await loadNodeCapacity(db)) ?? "";
       }
       const attempts = await db.selectFrom("attempts").selectAll().where("task_id", "=", id).orderBy("created_at").orderBy("fencing_token").execute();

@@ -39,7 +39,8 @@ const state = (pools: PoolView[], free: string[] = []): AutoscalerState => ({
   freeNodes: free.map((id) => ({ id, warmAppIds: new Set<string>() })),
 });
 
-const of = (actions: ScalingAction[], kind: ScalingAction["kind"], appId = "a") => actions.find((a) => a.kind === kind && a.appId === appId);
+type Recorded = Extract<ScalingAction, { reason: string }>;
+const of = (actions: ScalingAction[], kind: ScalingAction["kind"], appId = "a") => actions.find((a) => a.kind === kind && a.appId === appId) as Recorded | undefined;
 
 describe("decide: scaling up", () => {
   it("a task arriving at an empty pool warms a node at once", () => {

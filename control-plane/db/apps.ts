@@ -25,6 +25,9 @@ export interface AppDefinition {
 
 const APP_ID = /^app_[0-9a-z]{26}$/;
 
+/** SQL NULL for no pool (not JSON null: the scheduler tests `pool_policy IS NULL`). */
+const poolColumn = (def: AppDefinition): string | null => (def.pool ? JSON.stringify(def.pool) : null);
+
 /** Finds an app of the workspace by id or by name. */
 export async function findApp(db: Db, workspaceId: string, idOrName: string): Promise<AppRow> {
   const row = await db
@@ -126,7 +129,7 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
           ...columns,
           input_schema: JSON.stringify(def.inputSchema ?? null),
           input_schema_source: def.inputSchema ? "user" : null,
-          pool_policy: JSON.stringify(def.pool ?? null),
+          pool_policy: poolColumn(def),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -136,7 +139,7 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
       if (JSON.stringify(existing.pool_policy) === JSON.stringify(def.pool ?? null)) return { app: existing, created: false };
       const app = await tx
         .updateTable("apps")
-        .set({ pool_policy: JSON.stringify(def.pool ?? null), updated_at: sql`now()` as never })
+        .set({ pool_policy: poolColumn(def), updated_at: sql`now()` as never })
         .where("id", "=", existing.id)
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -150,7 +153,7 @@ export async function deployApp(db: Db, workspaceId: string, def: AppDefinition)
         : {};
     const app = await tx
       .updateTable("apps")
-      .set({ ...columns, ...schema, pool_policy: JSON.stringify(def.pool ?? null), version: existing.version + 1, updated_at: sql`now()` as never })
+      .set({ ...columns, ...schema, pool_policy: poolColumn(def), version: existing.version + 1, updated_at: sql`now()` as never })
       .where("id", "=", existing.id)
       .returningAll()
       .executeTakeFirstOrThrow();

@@ -75,7 +75,7 @@ export interface AppTable {
   /** Charged to another workspace per successful call, credited to the author. */
   call_fee_nano_usd: Generated<number>;
   /** Null: no pool (tasks run on any free node). */
-  pool_policy: ColumnType<PoolPolicyRow | null, string | undefined, string>;
+  pool_policy: ColumnType<PoolPolicyRow | null, string | null | undefined, string | null>;
 }
 
 /** Stored pool policy, defaults resolved (see PoolPolicy in app.proto). */
@@ -100,6 +100,12 @@ export interface PoolMemberTable {
   warm_sent_at: DefaultedTimestamp;
   gpu_indices: Json<number[]>;
   cold_start_ms: Generated<number>;
+}
+
+export interface PoolTargetTable {
+  app_id: string;
+  desired_nodes: number;
+  updated_at: DefaultedTimestamp;
 }
 
 export interface ScalingEventTable {
@@ -379,6 +385,8 @@ export interface Database {
   pool_members: PoolMemberTable;
   /** Every pool scaling decision, with its reason. */
   scaling_events: ScalingEventTable;
+  /** Nodes the autoscaler last wanted per pool. */
+  pool_targets: PoolTargetTable;
 }
 
 export type TaskRow = Selectable<TaskTable>;

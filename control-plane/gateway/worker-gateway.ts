@@ -20,6 +20,7 @@ import { loadDispatchableAttempts } from "../db/attempts.js";
 import { checkEnrollmentToken, consumeEnrollmentToken, enrollmentProvider } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { disconnectNode, loadNodeIdentity, registerNode, setNodeFields, touchNodes } from "../db/nodes.js";
+import { markMemberReady } from "../db/pools.js";
 import type { GpuRow, ProgressRow } from "../db/schema.js";
 import {
   type AttemptOutcome,
@@ -370,12 +371,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       case "appReady":
         if (m.value.inputSchema && Object.keys(m.value.inputSchema).length > 0) {
           const bytes = JSON.stringify(m.value.inputSchema).length;
-          if (bytes > 256 * 1024) {
-            reject(session, "app_ready.input_schema: larger than 256 KiB; ignored");
-            return;
-          }
-          await learnInputSchema(db, m.value.appId, m.value.appVersion, m.value.inputSchema);
+          if (bytes > 256 * 1024) reject(session, "app_ready.input_schema: larger than 256 KiB; ignored");
+          else await learnInputSchema(db, m.value.appId, m.value.appVersion, m.value.inputSchema);
         }
+        await markMemberReady(db, session.nodeId, m.value.appId, Math.max(0, Math.min(Number(m.value.coldStartMs), 86_400_000)));
         return;
       case "draining":
         // No new work from now on; what runs may finish or come back RELEASED.

@@ -18,9 +18,13 @@ export async function loadNodeCapacity(db: Db): Promise<NodeCapacity[]> {
     lost_attempts: number;
     running: number;
     busy: number[][] | null;
+    pool_app_id: string | null;
+    pool_state: string | null;
   }>`
-    SELECT n.id, n.gpus, n.max_concurrent_tasks, n.warm_app_ids, n.completed_attempts, n.lost_attempts, l.running, l.busy
+    SELECT n.id, n.gpus, n.max_concurrent_tasks, n.warm_app_ids, n.completed_attempts, n.lost_attempts, l.running, l.busy,
+      pm.app_id AS pool_app_id, pm.state AS pool_state
     FROM nodes n
+    LEFT JOIN pool_members pm ON pm.node_id = n.id
     CROSS JOIN LATERAL (
       SELECT count(*)::int AS running, jsonb_agg(a.gpu_indices) AS busy
       FROM attempts a WHERE a.node_id = n.id AND a.ended_at IS NULL
@@ -34,5 +38,6 @@ export async function loadNodeCapacity(db: Db): Promise<NodeCapacity[]> {
     maxConcurrent: n.max_concurrent_tasks,
     warmAppIds: new Set(n.warm_app_ids),
     reliability: reliability({ completed_attempts: Number(n.completed_attempts), lost_attempts: Number(n.lost_attempts) }),
+    ...(n.pool_app_id ? { pool: { appId: n.pool_app_id, accepting: n.pool_state !== "releasing" } } : {}),
   }));
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type NodeCapacity, type TaskDemand, placeTasks, queueReason } from "./placement.js";
+import { fairOrder, type NodeCapacity, type TaskDemand, placeTasks, queueReason, slotsOnIdleNode } from "./placement.js";
 
 const GiB = 1024 ** 3;
 
@@ -83,5 +83,54 @@ describe("placeTasks", () => {
     expect(queueReason(task("t", { gpuCount: 2, allowedModels: ["h100"] }), [busy])).toMatch(/needs 2 GPUs of model h100 on one node/);
     expect(queueReason(task("t"), [busy])).toBe("every node that fits is busy; it runs when a GPU frees up");
     expect(queueReason(task("t"), [node("b", [["RTX 3090", 24]])])).toBeUndefined();
+  });
+});
+
+describe("placement with pools", () => {
+  const pooled = (id: string, extra: Partial<TaskDemand> = {}) => task(id, { pooled: true, ...extra });
+  const member = (id: string, appId = "app", accepting = true, extra: Partial<NodeCapacity> = {}) =>
+    node(id, [["A", 24]], { maxConcurrent: 1, warmAppIds: new Set([appId]), pool: { appId, accepting }, ...extra });
+
+  it("runs a pooled app's tasks only on its pool's accepting members, and nothing else there", () => {
+    const nodes = [node("free", [["A", 24]]), member("mine"), member("theirs", "other"), member("leaving", "app", false)];
+    expect(placeTasks([pooled("1"), pooled("2")], nodes).map((p) => p.nodeId)).toEqual(["mine"]);
+    expect(placeTasks([task("plain", { appId: "plain" }), task("plain2", { appId: "plain" })], nodes).map((p) => p.nodeId)).toEqual(["free"]);
+  });
+
+  it("spreads concurrent tasks over idle warm members instead of piling them on one", () => {
+    const nodes = ["a", "b", "c"].map((id) => member(id, "app", true, { maxConcurrent: 4, gpus: [0, 1, 2, 3].map((index) => ({ index, model: "a", memoryTotalBytes: 24 * GiB })) }));
+    expect(new Set(placeTasks([pooled("1"), pooled("2"), pooled("3")], nodes).map((p) => p.nodeId))).toEqual(new Set(["a", "b", "c"]));
+  });
+
+  it("a pooled app blocked on its full pool does not block another pooled app", () => {
+    const nodes = [member("a-node", "a", true, { running: 1, busyGpuIndices: new Set([0]) }), member("b-node", "b")];
+    expect(placeTasks([pooled("1", { appId: "a" }), pooled("2", { appId: "b" })], nodes).map((p) => p.taskId)).toEqual(["2"]);
+  });
+
+  it("says a pooled task waits for its pool", () => {
+    expect(queueReason(pooled("t"), [node("free", [["A", 24]])])).toMatch(/pool has no node yet: it is scaling up/);
+    expect(queueReason(pooled("t"), [member("m", "app", true, { running: 1, busyGpuIndices: new Set([0]) })])).toMatch(/every node in the app's pool \(1\) is busy/);
+  });
+
+  it("takes workspaces in turns within a priority, keeping each one's order", () => {
+    const ts = [
+      task("a1", { workspaceId: "A" }),
+      task("a2", { workspaceId: "A" }),
+      task("a3", { workspaceId: "A" }),
+      task("b1", { workspaceId: "B" }),
+      task("hi", { workspaceId: "A", priority: 5 }),
+    ].sort((x, y) => (y.priority ?? 0) - (x.priority ?? 0));
+    expect(fairOrder(ts).map((t) => t.id)).toEqual(["hi", "a1", "b1", "a2", "a3"]);
+    const nodes = [node("one", [["A", 24], ["A", 24]], { maxConcurrent: 2 })];
+    expect(placeTasks(ts.slice(1), nodes).map((p) => p.taskId)).toEqual(["a1", "b1"]);
+  });
+
+  it("counts how many of an app's tasks an idle node runs at once", () => {
+    const n = node("n", [["A", 24], ["A", 24], ["B", 12]], { maxConcurrent: 8 });
+    expect(slotsOnIdleNode(n, task("t"))).toBe(3);
+    expect(slotsOnIdleNode(n, task("t", { gpuCount: 2 }))).toBe(1);
+    expect(slotsOnIdleNode(n, task("t", { minMemoryBytes: 16 * GiB }))).toBe(2);
+    expect(slotsOnIdleNode(n, task("t", { gpuCount: 0 }))).toBe(8);
+    expect(slotsOnIdleNode(n, task("t", { allowedModels: ["h100"] }))).toBe(0);
   });
 });

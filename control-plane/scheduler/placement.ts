@@ -21,6 +21,11 @@ export interface NodeCapacity {
   readonly warmAppIds: ReadonlySet<string>;
   /** Share of its attempts the node did not lose, 0..1 (1 when it never lost one). */
   readonly reliability: number;
+  /**
+   * Set when the node is in an app's pool: it runs only that app's tasks, and none
+   * while it is leaving the pool (accepting false).
+   */
+  readonly pool?: { readonly appId: string; readonly accepting: boolean };
 }
 
 /** Below this, a node gets work only when no more reliable node fits. */
@@ -33,6 +38,11 @@ export interface TaskDemand {
   readonly minMemoryBytes: number;
   /** Lower-cased; empty means any model. */
   readonly allowedModels: readonly string[];
+  /** The app has a pool: its tasks run only on the pool's nodes. */
+  readonly pooled?: boolean;
+  /** Tasks of one priority are taken round-robin by workspace, so one workspace's burst cannot starve another. */
+  readonly workspaceId?: string;
+  readonly priority?: number;
 }
 
 export interface Placement {
@@ -45,7 +55,15 @@ interface NodeState {
   readonly node: NodeCapacity;
   readonly busy: Set<number>;
   running: number;
-  readonly warm: Set<string>;
+  readonly warm: ReadonlySet<string>;
+  /** Apps given a task here in this round: their warm instance (if any) is now busy. */
+  readonly placedApps: Set<string>;
+}
+
+/** Whether the node may run the task at all, pools considered. */
+function allowed(node: NodeCapacity, task: TaskDemand): boolean {
+  if (node.pool) return node.pool.appId === task.appId && node.pool.accepting;
+  return !task.pooled;
 }
 
 /**
@@ -61,21 +79,25 @@ export function placeTasks(tasks: readonly TaskDemand[], nodes: readonly NodeCap
     node,
     busy: new Set(node.busyGpuIndices),
     running: node.running,
-    warm: new Set(node.warmAppIds),
+    warm: node.warmAppIds,
+    placedApps: new Set(),
   }));
   const blockedShapes = new Set<string>();
   const placements: Placement[] = [];
-  for (const task of tasks) {
-    const shape = `${task.gpuCount}|${task.minMemoryBytes}|${task.allowedModels.join(",")}`;
+  for (const task of fairOrder(tasks)) {
+    // Pooled tasks of different apps compete for different nodes: one blocked app must not block another.
+    const shape = `${task.gpuCount}|${task.minMemoryBytes}|${task.allowedModels.join(",")}|${task.pooled ? task.appId : ""}`;
     if (blockedShapes.has(shape)) continue;
     let best: { state: NodeState; gpus: number[]; score: number[] } | undefined;
     for (const state of states) {
-      if (state.running >= state.node.maxConcurrent) continue;
+      if (state.running >= state.node.maxConcurrent || !allowed(state.node, task)) continue;
       const gpus = pickGpus(state, task);
       if (!gpus) continue;
-      // Lower is better: reliable first, then warm, then by load, then by how much GPU memory we would tie up.
+      // Lower is better: reliable first, then an idle warm instance, then by load (which spreads
+      // work over idle warm nodes instead of piling it on one), then by GPU memory tied up.
       const load = state.running / Math.max(1, state.node.maxConcurrent);
-      const score = [state.node.reliability < UNRELIABLE_BELOW ? 1 : 0, state.warm.has(task.appId) ? 0 : 1, load, state.busy.size];
+      const warm = state.warm.has(task.appId) && !state.placedApps.has(task.appId);
+      const score = [state.node.reliability < UNRELIABLE_BELOW ? 1 : 0, warm ? 0 : 1, load, state.busy.size];
       if (!best || compare(score, best.score) < 0) best = { state, gpus, score };
     }
     if (!best) {
@@ -84,15 +106,52 @@ export function placeTasks(tasks: readonly TaskDemand[], nodes: readonly NodeCap
     }
     for (const index of best.gpus) best.state.busy.add(index);
     best.state.running += 1;
-    // The instance this task starts will be warm for the next task of the same app.
-    best.state.warm.add(task.appId);
+    best.state.placedApps.add(task.appId);
     placements.push({ taskId: task.id, nodeId: best.state.node.id, gpuIndices: best.gpus });
   }
   return placements;
 }
 
+/**
+ * Tasks in the order given, except that within one priority the workspaces take
+ * turns (each workspace's own tasks keep their order): under contention, capacity
+ * is shared between workspaces instead of going to whoever queued most.
+ */
+export function fairOrder(tasks: readonly TaskDemand[]): TaskDemand[] {
+  if (!tasks.some((t) => t.workspaceId !== undefined && t.workspaceId !== tasks[0]?.workspaceId)) return [...tasks];
+  const out: TaskDemand[] = [];
+  let i = 0;
+  while (i < tasks.length) {
+    const priority = tasks[i]!.priority ?? 0;
+    const queues = new Map<string, TaskDemand[]>();
+    for (; i < tasks.length && (tasks[i]!.priority ?? 0) === priority; i++) {
+      const t = tasks[i]!;
+      const key = t.workspaceId ?? "";
+      let q = queues.get(key);
+      if (!q) queues.set(key, (q = []));
+      q.push(t);
+    }
+    const lists = [...queues.values()];
+    for (let round = 0; out.length < i; round++) for (const q of lists) if (round < q.length) out.push(q[round]!);
+  }
+  return out;
+}
+
+/** GPUs an idle node would give the task (the ones a pool warms its instance on), or undefined if it cannot run it. */
+export function gpusOnIdleNode(node: NodeCapacity, task: Omit<TaskDemand, "id">): number[] | undefined {
+  return pickGpus({ node, busy: new Set() }, task);
+}
+
+/** How many of the task's kind an idle node runs at once (0: it cannot run one). */
+export function slotsOnIdleNode(node: NodeCapacity, task: Omit<TaskDemand, "id">): number {
+  if (!gpusOnIdleNode(node, task)) return 0;
+  if (task.gpuCount === 0) return node.maxConcurrent;
+  const fitting = node.gpus.filter((gpu) => gpu.memoryTotalBytes >= task.minMemoryBytes && (task.allowedModels.length === 0 || task.allowedModels.includes(gpu.model)));
+  return Math.min(node.maxConcurrent, Math.floor(fitting.length / task.gpuCount));
+}
+
 /** Free GPUs that fit, smallest memory first so bigger GPUs stay free for bigger tasks. */
-function pickGpus(state: NodeState, task: TaskDemand): number[] | undefined {
+function pickGpus(state: Pick<NodeState, "node" | "busy">, task: Omit<TaskDemand, "id">): number[] | undefined {
   if (task.gpuCount === 0) return [];
   const fitting = state.node.gpus
     .filter(
@@ -131,7 +190,13 @@ export function describeDemand(task: Omit<TaskDemand, "id" | "appId">): string {
  * that could is busy. Undefined means it fits now (the next round takes it).
  */
 export function queueReason(task: TaskDemand, nodes: readonly NodeCapacity[]): string | undefined {
-  const idle = nodes.map((n) => ({ ...n, busyGpuIndices: new Set<number>(), running: 0 }));
+  if (task.pooled) {
+    const members = nodes.filter((n) => n.pool?.appId === task.appId && n.pool.accepting);
+    if (members.length === 0) return "the app's pool has no node yet: it is scaling up, and the task runs once a node is warm";
+    if (placeTasks([task], members).length === 0) return `every node in the app's pool (${members.length}) is busy; the pool scales up within its max_nodes`;
+    return undefined;
+  }
+  const idle = nodes.filter((n) => !n.pool).map((n) => ({ ...n, busyGpuIndices: new Set<number>(), running: 0 }));
   if (placeTasks([task], idle).length === 0) {
     return nodes.length === 0
       ? "no node is connected"

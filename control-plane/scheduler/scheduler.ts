@@ -27,7 +27,7 @@ export interface Scheduler {
 }
 
 /** Any constant works; it only has to be the same on every replica. */
-const SCHEDULER_LOCK_KEY = 0x6e677075;
+export const SCHEDULER_LOCK_KEY = 0x6e677075;
 
 /**
  * Places queued tasks on free GPUs. One round runs at a time across all
@@ -66,6 +66,9 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
       const capacity = await loadNodeCapacity(tx);
       const freeSlots = capacity.reduce((sum, n) => sum + Math.max(0, n.maxConcurrent - n.running), 0);
       if (freeSlots === 0) return [];
+      // Pooled apps whose pool has a free slot: the others' tasks cannot start, and reading them
+      // would fill the batch ahead of tasks that can.
+      const poolsWithRoom = [...new Set(capacity.filter((n) => n.pool?.accepting && n.running < n.maxConcurrent).map((n) => n.pool!.appId))];
       const queued = await tx
         .selectFrom("tasks as t")
         .innerJoin("apps as a", "a.id", "t.app_id")
@@ -81,8 +84,12 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
           "a.gpu_count",
           "a.gpu_min_memory_bytes",
           "a.gpu_models",
+          "t.workspace_id",
+          "t.priority",
+          sql<boolean>`a.pool_policy IS NOT NULL`.as("pooled"),
         ])
         .where("t.state", "=", "QUEUED")
+        .where((eb) => (poolsWithRoom.length > 0 ? eb.or([eb("a.pool_policy", "is", null), eb("t.app_id", "in", poolsWithRoom)]) : eb("a.pool_policy", "is", null)))
         // Tasks backing off after a retryable failure wait their turn.
         .where((eb) => eb.or([eb("t.not_before", "is", null), eb("t.not_before", "<=", sql<Date>`now()`)]))
         .orderBy("t.priority", "desc")
@@ -100,6 +107,9 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
         gpuCount: t.gpu_count,
         minMemoryBytes: t.gpu_min_memory_bytes,
         allowedModels: t.gpu_models.map((m) => m.toLowerCase()),
+        pooled: t.pooled,
+        workspaceId: t.workspace_id,
+        priority: t.priority,
       }));
       const placements = placeTasks(demands, capacity);
       if (placements.length === 0) return [];

@@ -33,6 +33,7 @@ export interface TestNetworkOptions {
   readonly heartbeatIntervalMs?: number;
   readonly reconnectGraceMs?: number;
   readonly webhooks?: WebhookDeliveryOptions;
+  readonly autoscalerIntervalMs?: number;
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -51,6 +52,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     lostAfterMs: options.lostAfterMs ?? 3000,
     reconnectGraceMs: options.reconnectGraceMs ?? 1000,
     logLevel: "silent",
+    autoscalerIntervalMs: options.autoscalerIntervalMs ?? 1000,
   };
   const replicas: ControlPlane[] = [];
   const cp = await startControlPlane(config, { logger, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });

@@ -2,6 +2,43 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { PredictionEvent, PredictionOutcome } from "./app-instance.js";
 
 const MAX_SLEEP_SECONDS = 3600;
+/** Longest simulated cold start (10 minutes). */
+const MAX_COLD_START_MS = 600_000;
+
+/**
+ * A builtin app's "instance": nothing runs, but it has a cold start, so pools
+ * and warm starts can be exercised without app servers. The app's env
+ * COLD_START_MS (a whole number of ms) sets how long starting one takes, as
+ * loading a model would; unset means instant.
+ */
+export interface BuiltinInstance {
+  readonly kind: "builtin";
+  readonly name: string;
+  readonly coldStartMs: number;
+  readonly exited: Promise<unknown>;
+  stop(): Promise<unknown>;
+}
+
+/** The simulated cold start an app's env asks for, in ms (0 when unset or invalid). */
+export function simulatedColdStartMs(env: Readonly<Record<string, string>>): number {
+  const ms = Number(env.COLD_START_MS ?? 0);
+  return Number.isInteger(ms) && ms > 0 ? Math.min(ms, MAX_COLD_START_MS) : 0;
+}
+
+export async function startBuiltinInstance(name: string, env: Readonly<Record<string, string>>, signal: AbortSignal): Promise<BuiltinInstance> {
+  const coldStartMs = simulatedColdStartMs(env);
+  const t0 = performance.now();
+  if (coldStartMs > 0) await sleep(coldStartMs, undefined, { signal });
+  let stopped!: () => void;
+  const exited = new Promise<void>((resolve) => (stopped = resolve));
+  return {
+    kind: "builtin",
+    name,
+    coldStartMs: coldStartMs > 0 ? Math.round(performance.now() - t0) : 0,
+    exited,
+    stop: async () => stopped(),
+  };
+}
 
 /**
  * Runs a builtin app. "echo" returns its input at once. "sleep" waits

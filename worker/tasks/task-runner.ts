@@ -1,12 +1,12 @@
 import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow, ValueSchema } from "@bufbuild/protobuf/wkt";
-import type { Assignment, ConnectRequestSchema, RunningAttempt } from "../../gen/ngpu/v1/worker_pb.js";
+import type { AppSpec, Assignment, ConnectRequestSchema, RunningAttempt, WarmApp } from "../../gen/ngpu/v1/worker_pb.js";
 import { Outcome, type TaskUpdateSchema } from "../../gen/ngpu/v1/worker_pb.js";
 import { inputSchemaOf } from "../runtime/cog-protocol.js";
 import type { Logger } from "../log.js";
-import { type AppInstance, type PredictionEvent, type PredictionOutcome, runPrediction } from "../runtime/app-instance.js";
-import { runBuiltin } from "../runtime/builtin.js";
-import type { InstancePool } from "../runtime/instance-pool.js";
+import { type PredictionEvent, type PredictionOutcome, runPrediction } from "../runtime/app-instance.js";
+import { runBuiltin, simulatedColdStartMs } from "../runtime/builtin.js";
+import type { Instance, InstancePool } from "../runtime/instance-pool.js";
 import type { WebhookReceiver } from "../runtime/webhook-receiver.js";
 
 type Outbound = MessageInitShape<typeof ConnectRequestSchema>;
@@ -16,8 +16,8 @@ export interface TaskRunnerOptions {
   readonly logger: Logger;
   readonly pool: InstancePool;
   readonly receiver: WebhookReceiver;
-  /** Starts an instance of the assignment's app on the given GPUs (process or docker runtime). */
-  readonly startInstance: (assignment: Assignment, gpuIndices: readonly number[], signal: AbortSignal) => Promise<AppInstance>;
+  /** Starts an instance of the app on the given GPUs (process, docker or builtin runtime). */
+  readonly startInstance: (app: AppSpec | undefined, gpuIndices: readonly number[], signal: AbortSignal) => Promise<Instance>;
   /** Sends a message up the control stream; dropped while disconnected. */
   readonly send: (message: Outbound) => void;
   /** Told when attempts start and end on GPUs (drives simulated GPU load). */
@@ -43,6 +43,10 @@ export interface TaskRunner {
   release(assignment: Assignment): void;
   /** Gives every running attempt back unfinished (RELEASED: the control plane runs it elsewhere) and waits. */
   releaseAll(): Promise<void>;
+  /** The node joined the app's pool: start its instance now and say when it is ready (AppReady). */
+  warmApp(warm: WarmApp): void;
+  /** The node left the app's pool: stop its instances once idle. */
+  releaseApp(appId: string): void;
   /** Cancels everything and waits for it to stop. */
   shutdown(): Promise<void>;
 }
@@ -108,20 +112,21 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     let startedAtMs: number | undefined;
     options.onGpuBusy?.(gpus, true);
     try {
-      if (runtime?.case === "builtin") {
-        send(update(a, { case: "started", value: { coldStartMs: 0n } }));
+      const app = { id: a.app?.id ?? "", version: a.app?.version ?? 0 };
+      // A builtin without a simulated cold start starts instantly: no STARTING state to report.
+      const instant = runtime?.case === "builtin" && simulatedColdStartMs(a.app?.env ?? {}) === 0;
+      if (!instant && !pool.hasIdle(app, gpus)) send(update(a, { case: "coldStart", value: {} }));
+      const lease = await pool.acquire(app, gpus, (g, signal) => options.startInstance(a.app, g, signal), entry.abort.signal);
+      let healthy = true;
+      try {
+        if (lease.coldStartMs > 0) await announceReady(a.app, lease.instance, lease.coldStartMs);
+        send(update(a, { case: "started", value: { coldStartMs: BigInt(Math.round(lease.coldStartMs)) } }));
         startedAtMs = Date.now();
-        outcome = await runBuiltin(runtime.value.name, (a.input ?? {}) as JsonObject, entry.abort.signal, onEvent);
-      } else {
-        const app = { id: a.app?.id ?? "", version: a.app?.version ?? 0 };
-        send(update(a, { case: "coldStart", value: {} }));
-        const lease = await pool.acquire(app, gpus, (g, signal) => options.startInstance(a, g, signal), entry.abort.signal);
-        let healthy = true;
-        try {
-          if (lease.coldStartMs > 0) await announceReady(a, lease.instance, lease.coldStartMs);
-          send(update(a, { case: "started", value: { coldStartMs: BigInt(Math.round(lease.coldStartMs)) } }));
-          startedAtMs = Date.now();
-          outcome = await runPrediction(lease.instance, receiver, {
+        const instance = lease.instance;
+        if (instance.kind === "builtin") {
+          outcome = await runBuiltin(instance.name, (a.input ?? {}) as JsonObject, entry.abort.signal, onEvent);
+        } else {
+          outcome = await runPrediction(instance, receiver, {
             id: a.attemptId,
             input: (a.input ?? {}) as JsonObject,
             signal: entry.abort.signal,
@@ -129,12 +134,12 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
           });
           // An instance that did not confirm a cancel may still be busy: do not reuse it.
           if (outcome.status === "canceled" && !outcome.confirmed) healthy = false;
-        } catch (err) {
-          healthy = false;
-          throw err;
-        } finally {
-          lease.release(healthy);
         }
+      } catch (err) {
+        healthy = false;
+        throw err;
+      } finally {
+        lease.release(healthy);
       }
     } catch (err) {
       outcome = entry.abort.signal.aborted && !timedOut ? { status: "canceled", confirmed: false, logs: "" } : { status: "error", error: (err as Error).message };
@@ -165,20 +170,23 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   }
 
   /** Tells the control plane the app is ready here, with its input schema when it publishes one. */
-  async function announceReady(a: Assignment, instance: AppInstance, coldStartMs: number) {
+  async function announceReady(app: AppSpec | undefined, instance: Instance, coldStartMs: number) {
     let inputSchema: JsonObject | undefined;
     try {
-      inputSchema = inputSchemaOf(await instance.client.openapi()) as JsonObject | undefined;
+      inputSchema = instance.kind === "builtin" ? undefined : (inputSchemaOf(await instance.client.openapi()) as JsonObject | undefined);
     } catch {
       inputSchema = undefined;
     }
     send({
       message: {
         case: "appReady",
-        value: { appId: a.app?.id ?? "", appVersion: a.app?.version ?? 0, coldStartMs: BigInt(Math.round(coldStartMs)), ...(inputSchema ? { inputSchema } : {}) },
+        value: { appId: app?.id ?? "", appVersion: app?.version ?? 0, coldStartMs: BigInt(Math.round(coldStartMs)), ...(inputSchema ? { inputSchema } : {}) },
       },
     });
   }
+
+  /** Warm-ups in progress, by app id: a release aborts them. */
+  const warming = new Map<string, AbortController>();
 
   const prune = () => {
     const cutoff = Date.now() - retentionMs;
@@ -223,6 +231,32 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     release(a) {
       const now = BigInt(Date.now());
       send(update(a, { case: "finished", value: { outcome: Outcome.RELEASED, error: "released: the node is draining", startedAtMs: now, endedAtMs: now } }));
+    },
+    warmApp(w) {
+      const app = { id: w.app?.id ?? "", version: w.app?.version ?? 0 };
+      if (warming.has(app.id)) return;
+      const abort = new AbortController();
+      warming.set(app.id, abort);
+      const log = logger.child({ app: w.app?.name, appId: app.id });
+      void pool
+        .warm(app, w.gpuIndices, (g, signal) => options.startInstance(w.app, g, signal), abort.signal)
+        .then(async (warmed) => {
+          if (!warmed) return;
+          // Also when it was already there: the control plane may not know (a resent WarmApp).
+          log.info({ coldStartMs: warmed.coldStartMs }, "app warmed for its pool");
+          await announceReady(w.app, warmed.instance, warmed.coldStartMs);
+        })
+        .catch((err: unknown) => {
+          if (!abort.signal.aborted) log.warn({ err: (err as Error).message }, "warming the app failed");
+        })
+        .finally(() => {
+          if (warming.get(app.id) === abort) warming.delete(app.id);
+        });
+    },
+    releaseApp(appId) {
+      warming.get(appId)?.abort(new Error("released"));
+      warming.delete(appId);
+      pool.releaseApp(appId);
     },
     async releaseAll() {
       for (const r of running.values()) {

@@ -35,6 +35,14 @@ export const poolMigrations: Record<string, Migration> = {
           created_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX scaling_events_by_app ON scaling_events (app_id, seq DESC);
+        -- What the autoscaler last wanted for each pool (shown in pool status).
+        CREATE TABLE pool_targets (
+          app_id text PRIMARY KEY REFERENCES apps(id),
+          desired_nodes integer NOT NULL,
+          updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- Recent failure rate per app (the scale-up guard).
+        CREATE INDEX attempts_ended_by_app ON attempts (app_id, ended_at) WHERE ended_at IS NOT NULL;
         -- The autoscaler counts each pooled app's waiting tasks every round.
         CREATE INDEX tasks_queued_by_app ON tasks (app_id, created_at) WHERE state = 'QUEUED';
         `,
