@@ -24,6 +24,7 @@ import {
   formatWatts,
 } from "./format.js";
 import { summarizeDataUris } from "./output-files.js";
+import { poolPolicyText } from "./render-pool.js";
 
 function date(ts: Timestamp | undefined): Date | undefined {
   return ts === undefined ? undefined : timestampDate(ts);
@@ -147,6 +148,7 @@ export function renderApp(app: App, now: Date): string {
     ["timeout", app.timeoutMs > 0n ? formatDuration(app.timeoutMs) : "platform default"],
     ["env", Object.keys(app.env).join(", ")],
     ["input schema", app.inputSchema ? JSON.stringify(app.inputSchema) : ""],
+    ["pool", app.pool ? poolPolicyText(app.pool) : ""],
     ["updated", updated ? `${formatTime(updated)} (${formatAge(updated, now)})` : ""],
   ]);
 }

@@ -6,6 +6,7 @@ import { UsageError } from "../errors.js";
 import { parseBytes, parseDuration, parseInteger, parseKeyValues, splitCommandLine } from "../parse.js";
 import { renderApp, renderAppTable } from "../render.js";
 import { collect } from "./options.js";
+import { registerPoolCommands } from "./pools.js";
 
 /** GPUs per task when `apps deploy` is not given --gpus: this is a GPU network. */
 export const DEFAULT_GPU_COUNT = 1;
@@ -129,4 +130,6 @@ export function registerAppCommands(program: Command, ctx: CliContext): void {
       if (wantsJson(command)) printJson(ctx, messageJson(AppSchema, app));
       else println(ctx.stdout, `${app.name} is private`);
     });
+
+  registerPoolCommands(apps, ctx);
 }

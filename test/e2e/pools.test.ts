@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PoolMemberState, type PoolStatus } from "../../gen/ngpu/v1/pool_pb.js";
 import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
@@ -186,5 +188,34 @@ describe("app pools", () => {
     } finally {
       await rival.close();
     }
+  });
+  it("shows and sets a pool from the CLI, and lists its scaling decisions", async () => {
+    const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+    const cli = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NGPU_")));
+        const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "--url", net.url, "--api-key", net.apiKey, ...args], { cwd: repoRoot, env });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+        child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    await ngpu.apps.deploy({ name: "cli-pool", runtime: builtin("echo"), gpu: { count: 1 } });
+    const set = await cli(["apps", "pool", "cli-pool", "--min", "1", "--max", "2", "--queue-delay", "1s", "--idle-timeout", "1s"]);
+    expect(set.code).toBe(0);
+    expect(set.stdout).toMatch(/policy: +min 1, max 2, idle timeout 1s, scale up when a task waits 1s/);
+    await eventually(async () => ((await ngpu.pools.status("cli-pool")).warmNodes === 1 ? true : undefined), 10_000, "cli-pool warm");
+    const shown = await cli(["apps", "pool", "cli-pool"]);
+    expect(shown.stdout).toMatch(/1 warm \(0 busy\)/);
+    expect(shown.stdout).toMatch(/scale_up +0 → 1 +below min_nodes \(1\)/);
+    const events = await cli(["apps", "pool-events", "cli-pool", "--json"]);
+    expect(JSON.parse(events.stdout).events.map((e: { kind: string }) => e.kind)).toEqual(["warm", "scale_up"]);
+    const bad = await cli(["apps", "pool", "cli-pool", "--min", "3"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/pool\.min_nodes: must not exceed max_nodes \(2\)/);
+    expect((await cli(["apps", "pool", "cli-pool", "--remove"])).code).toBe(0);
+    await emptied("cli-pool");
   });
 });
