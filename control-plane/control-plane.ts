@@ -2,6 +2,7 @@ import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_key, KeyService } from "../gen/ngpu/v1/key_pb.js";
 import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
+import { file_ngpu_v1_telemetry, TelemetryService } from "../gen/ngpu/v1/telemetry_pb.js";
 import { file_ngpu_v1_webhook, WebhookService } from "../gen/ngpu/v1/webhook_pb.js";
 import { file_ngpu_v1_webhook_event } from "../gen/ngpu/v1/webhook_event_pb.js";
 import { file_ngpu_v1_usage, UsageService } from "../gen/ngpu/v1/usage_pb.js";
@@ -19,6 +20,7 @@ import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
 import { createTaskService } from "./api/task-service.js";
+import { createTelemetryService } from "./api/telemetry-service.js";
 import { createWebhookService } from "./api/webhook-service.js";
 import { createUsageService } from "./api/usage-service.js";
 import { type Bus, connectBus } from "./bus/bus.js";
@@ -99,6 +101,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       host: config.host,
       port: config.port,
       ...(deps.fallback ? { fallback: deps.fallback } : {}),
+      cors: true,
       // A peer going away (a worker stopping, a client aborting) is routine, not a warning.
       onError: (err) => logger[isPeerGone(err) ? "debug" : "warn"]({ err }, "rpc server error"),
       routes: (router) => {
@@ -108,11 +111,12 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
         router.service(UsageService, guarded(UsageService, createUsageService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
+        router.service(TelemetryService, guarded(TelemetryService, createTelemetryService({ db, authenticate, history }), logger));
         router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
         health.register(router);
         router.service(PoolService, guarded(PoolService, createPoolService({ db, authenticate }), logger));
         registerReflection(router, {
-          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_pool],
+          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_pool, file_ngpu_v1_telemetry],
         });
       },
     });

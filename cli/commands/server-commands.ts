@@ -1,6 +1,8 @@
 import type { Command } from "commander";
 import { ConfigError, loadControlPlaneConfig } from "../../control-plane/config.js";
 import { startControlPlane } from "../../control-plane/control-plane.js";
+import { createStaticSite } from "../../control-plane/web/static-site.js";
+import { ensureDashboardBuilt } from "../../dashboard/build.js";
 import { createApiKey, createEnrollmentToken, createWorkspace } from "../../control-plane/db/credentials.js";
 import { openDatabase } from "../../control-plane/db/database.js";
 import { createLogger } from "../../control-plane/log.js";
@@ -40,6 +42,7 @@ function banner(net: DevNetwork): string {
   return `
 NGPU local network is up
   API (gRPC, gRPC-Web, Connect): ${url}
+  dashboard: ${url}/  (sign in with the API key below)
   database: ${net.database}
   NATS:     ${net.nats}
   workers:  ${net.workers.length} with simulated GPUs (${DEFAULT_DEV_WORKERS.join(", ")})
@@ -92,7 +95,7 @@ export function registerServerCommands(program: Command): void {
       const logger = createLogger({ level: process.env.NGPU_LOG_LEVEL ?? "info" });
       let cp;
       try {
-        cp = await startControlPlane(loadControlPlaneConfig(process.env), { logger });
+        cp = await startControlPlane(loadControlPlaneConfig(process.env), { logger, fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) });
       } catch (err) {
         throw new CliError((err as Error).message, err instanceof ConfigError ? ExitCode.USAGE : ExitCode.FAILED);
       }

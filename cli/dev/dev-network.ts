@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../control-plane/control-plane.js";
+import { createStaticSite } from "../../control-plane/web/static-site.js";
+import { ensureDashboardBuilt } from "../../dashboard/build.js";
 import { type ControlPlaneConfig, loadControlPlaneConfig } from "../../control-plane/config.js";
 import { createApiKey, createEnrollmentToken, createWorkspace, checkEnrollmentToken, verifyApiKey } from "../../control-plane/db/credentials.js";
 import type { Db } from "../../control-plane/db/database.js";
@@ -102,7 +104,7 @@ export async function startDevNetwork(options: DevNetworkOptions): Promise<DevNe
       database: { kind: "pglite", dataDir: join(dataDir, "pglite") },
       natsUrl,
     });
-    const cp = await startControlPlane(config, { logger });
+    const cp = await startControlPlane(config, { logger, fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) });
     cleanup.push(() => cp.shutdown());
     const credentials = await ensureCredentials(cp.db, join(dataDir, "credentials.json"), cp.url);
 

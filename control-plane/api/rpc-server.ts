@@ -3,6 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { applyCors } from "./cors.js";
 
 /** Default limit on one RPC message, read or written: 4 MiB, as gRPC's default. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -49,6 +50,11 @@ export interface RpcServerOptions {
    * bytes decide between HTTP/2 and HTTP/1.1. Default {@link DEFAULT_HANDSHAKE_TIMEOUT_MS} (10 s).
    */
   readonly handshakeTimeoutMs?: number;
+  /**
+   * Answers CORS preflights and adds CORS headers, so browser pages on other origins can call
+   * the RPCs (see cors.ts). Default false.
+   */
+  readonly cors?: boolean;
   /** Interceptors applied to every RPC (auth, logging). Default none. */
   readonly interceptors?: readonly Interceptor[];
   /**
@@ -97,7 +103,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
 
   const shutdown = new AbortController();
   const fallback = options.fallback ?? notFound;
-  const handler = connectNodeAdapter({
+  const rpcHandler = connectNodeAdapter({
     routes: options.routes,
     // connect-node types its fallback's response with an odd `write`; the objects are the real ones.
     fallback: (req, res) => fallback(req, res as http.ServerResponse | http2.Http2ServerResponse),
@@ -109,6 +115,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     shutdownSignal: shutdown.signal,
     interceptors: [...(options.interceptors ?? [])],
   });
+  const handler: typeof rpcHandler = options.cors
+    ? (req, res) => {
+        // connect-node types its response with an odd `write`; the objects are the real ones.
+        if (!applyCors(req, res as http.ServerResponse | http2.Http2ServerResponse)) rpcHandler(req, res);
+      }
+    : rpcHandler;
 
   let closing = false;
   const sockets = new Set<net.Socket>();

@@ -2,7 +2,9 @@ import { randomBytes } from "node:crypto";
 import { type ControlPlane, startControlPlane } from "../../control-plane/control-plane.js";
 import { createApiKey, createEnrollmentToken, createWorkspace } from "../../control-plane/db/credentials.js";
 import { createLogger } from "../../control-plane/log.js";
+import { createStaticSite } from "../../control-plane/web/static-site.js";
 import type { WebhookDeliveryOptions } from "../../control-plane/webhooks/deliverer.js";
+import { ensureDashboardBuilt } from "../../dashboard/build.js";
 import { createTestDatabase, type TestDatabase } from "./postgres.js";
 
 export const TEST_NATS_URL = process.env.NGPU_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
@@ -34,6 +36,8 @@ export interface TestNetworkOptions {
   readonly reconnectGraceMs?: number;
   readonly webhooks?: WebhookDeliveryOptions;
   readonly autoscalerIntervalMs?: number;
+  /** Serve the dashboard and widgets (built if missing) from the control plane. */
+  readonly dashboard?: boolean;
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -55,7 +59,12 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     autoscalerIntervalMs: options.autoscalerIntervalMs ?? 1000,
   };
   const replicas: ControlPlane[] = [];
-  const cp = await startControlPlane(config, { logger, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
+  const deps = {
+    logger,
+    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
+    ...(options.dashboard ? { fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) } : {}),
+  };
+  const cp = await startControlPlane(config, deps);
   replicas.push(cp);
   const ws = await createWorkspace(cp.db, "test", { operator: true });
   const key = await createApiKey(cp.db, ws.id, "test");
@@ -75,7 +84,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
       return { workspaceId: other.id, apiKey: otherKey.key };
     },
     async addReplica() {
-      const replica = await startControlPlane(config, { logger, ...(options.webhooks ? { webhooks: options.webhooks } : {}) });
+      const replica = await startControlPlane(config, deps);
       replicas.push(replica);
       return replica;
     },
