@@ -7,7 +7,7 @@ import { type GpuSamplePoint, readGpuSamples } from "../db/gpu-samples.js";
 import { getTask } from "../db/tasks.js";
 import { invalidArgument, notFound } from "../errors.js";
 import type { TelemetryHistory } from "../monitor/telemetry-history.js";
-import type { Authenticate } from "./auth.js";
+import { type Authenticate, requireApp } from "./auth.js";
 import { requireString } from "./validate.js";
 
 export interface TelemetryServiceDeps {
@@ -64,6 +64,7 @@ export function createTelemetryService(deps: TelemetryServiceDeps): ServiceImpl<
       const principal = await authenticate(ctx);
       const points = maxPoints(req.maxPoints);
       const task = await getTask(db, principal.workspaceId, requireString("task_id", req.taskId, 64));
+      requireApp(principal, task.app_name, "read", "reading a task's telemetry");
       const attempts = await db
         .selectFrom("attempts")
         .select(["id", "node_id", "gpu_indices", "created_at", "started_at", "ended_at"])

@@ -2,7 +2,6 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApiKey } from "../../control-plane/db/credentials.js";
 import type { NgpuClient } from "../../sdk/index.js";
 import type { Worker } from "../../worker/worker.js";
 import { artifact, launchBrowser, watchValues } from "../helpers/browser.js";
@@ -68,7 +67,7 @@ describe("dashboard and widgets in a real browser", () => {
     await dash.close();
   });
 
-  it("shows a submitted task's state and progress change live, then its detail: timeline, attempts, telemetry chart and cost", async () => {
+  it("shows a submitted task's state and progress change live, then its detail: timeline, attempts, telemetry chart and cost", { timeout: 120_000 }, async () => {
     const page = await signedIn(net.apiKey);
     await page.goto(`${net.url}/#/tasks`);
     await page.locator("ngpu-tasks-page table").waitFor();
@@ -115,12 +114,16 @@ describe("dashboard and widgets in a real browser", () => {
     await page.close();
   });
 
-  it("embeds the task widget in a page on another origin with a token, updating live; another workspace's token sees nothing", async () => {
+  it("embeds the widgets in a page on another origin with a read-only expiring token, updating live; another workspace's token sees nothing", { timeout: 120_000 }, async () => {
     const other = await net.newWorkspace();
-    const widgetKey = await createApiKey(net.cp.db, net.workspaceId, "widget");
+    // What the README tells an app developer to make: a read-only key that expires.
+    const widget = await ngpu.keys.create({ name: "shop widget", scope: "read-only", expiresAt: Date.now() + 3600_000 });
+    const expiring = await ngpu.keys.create({ name: "short-lived", scope: "read-only", expiresAt: Date.now() + 1500 });
     const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 3 } });
-    let body = `<ngpu-task-card id="mine" task-id="${task.id}" token="${widgetKey.key}"></ngpu-task-card>
+    let body = `<ngpu-task-card id="mine" task-id="${task.id}" token="${widget.secret}"></ngpu-task-card>
       <ngpu-task-card id="theirs" task-id="${task.id}" token="${other.apiKey}"></ngpu-task-card>
+      <ngpu-usage-chart id="usage" token="${widget.secret}" metric="cost" granularity="hour" days="1"></ngpu-usage-chart>
+      <ngpu-usage-chart id="their-usage" token="${other.apiKey}" metric="cost" granularity="hour" days="1"></ngpu-usage-chart>
       <script src="${net.url}/embed.js"></script>`;
     const shop = await startEmbedPage(() => body);
     try {
@@ -140,7 +143,18 @@ describe("dashboard and widgets in a real browser", () => {
       await page.locator("#theirs").getByText("Task not found.").waitFor();
       expect(await page.locator("#theirs [data-state]").count()).toBe(0);
       expect(errors).toEqual([]);
-      await page.screenshot({ path: artifact("embed-task-card.png"), fullPage: true });
+      // The usage widget charts this workspace's spending; the other workspace's shows none of it.
+      await expect.poll(() => page.locator("#usage .total").textContent(), { timeout: 15_000 }).toMatch(/^\$0\.\d{6}$/);
+      await page.locator("#usage canvas").first().waitFor();
+      await expect.poll(async () => (await page.locator("#usage .total").textContent()) !== "$0.000000", { timeout: 40_000 }).toBe(true);
+      expect(await page.locator("#their-usage .total").textContent()).toBe("$0.000000");
+      await page.screenshot({ path: artifact("embed-widgets.png"), fullPage: true });
+
+      // An expired token shows nothing.
+      await new Promise((r) => setTimeout(r, Math.max(0, Number(expiring.key.expireTime!.seconds) * 1000 - Date.now() + 200)));
+      body = `<ngpu-task-card id="expired" task-id="${task.id}" token="${expiring.secret}"></ngpu-task-card><script src="${net.url}/embed.js"></script>`;
+      await page.goto(shop.url);
+      await page.locator("#expired").getByText("This token cannot show the task.").waitFor();
 
       // Signed in to the dashboard, the other workspace sees no tasks and no apps of ours.
       const theirs = await signedIn(other.apiKey);

@@ -2,6 +2,11 @@ import { css, LitElement, unsafeCSS } from "lit";
 import uPlot from "uplot";
 import uplotCss from "uplot/dist/uPlot.min.css";
 
+const MINUTE = 60;
+const HOUR = 3600;
+const DAY = 86400;
+const TIME_INCREMENTS = [1, 2, 5, 10, 15, 30, MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY];
+
 /** One line or bar of a chart. */
 export interface ChartSeries {
   readonly label: string;
@@ -98,7 +103,8 @@ export class NgpuChart extends LitElement {
           })),
         ],
         axes: [
-          {},
+          // Whole seconds at least: readings come once a second.
+          { incrs: TIME_INCREMENTS, space: 60 },
           ...this.axes.map((a) => ({
             scale: a.scale,
             label: a.label,

@@ -11,6 +11,7 @@ export class OverviewPage extends LitElement {
   static override styles = [
     shared,
     css`
+      .grid { grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); }
       .gpu { display: grid; grid-template-columns: 1.3fr repeat(4, 1fr); gap: 10px; align-items: center; padding: 6px 0; border-top: 1px solid #eef0f3; }
       .gpu .label { font-size: 12px; color: #6b7385; }
       .node-head { display: flex; justify-content: space-between; align-items: baseline; }
@@ -44,7 +45,7 @@ export class OverviewPage extends LitElement {
     const busy = nodes?.reduce((n, node) => n + node.gpus.length - node.freeGpuIndices.length, 0) ?? 0;
     return html`<h2>Overview</h2>
       <div class="row muted" style="margin-bottom:12px">
-        <span>${nodes?.length ?? "…"} nodes online</span><span>${gpus} GPUs, ${busy} busy</span>
+        <span>${nodes?.length ?? "…"} node${nodes?.length === 1 ? "" : "s"} online</span><span>${gpus} GPUs, ${busy} busy</span>
         <span>${this.lastUpdate ? `updated ${this.lastUpdate.toLocaleTimeString()}` : ""}</span>
         ${this.error ? html`<span class="error">${this.error}</span>` : ""}
       </div>
