@@ -3,6 +3,7 @@ import { type Client, createClient, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AppService } from "../../gen/ngpu/v1/app_pb.js";
 import { NodeService } from "../../gen/ngpu/v1/node_pb.js";
+import { PoolService } from "../../gen/ngpu/v1/pool_pb.js";
 import { TaskService } from "../../gen/ngpu/v1/task_pb.js";
 import { TelemetryService } from "../../gen/ngpu/v1/telemetry_pb.js";
 import { UsageService } from "../../gen/ngpu/v1/usage_pb.js";
@@ -13,6 +14,7 @@ export interface Api {
   readonly tasks: Client<typeof TaskService>;
   readonly apps: Client<typeof AppService>;
   readonly nodes: Client<typeof NodeService>;
+  readonly pools: Client<typeof PoolService>;
   readonly telemetry: Client<typeof TelemetryService>;
   readonly usage: Client<typeof UsageService>;
   readonly webhooks: Client<typeof WebhookService>;
@@ -31,6 +33,7 @@ export function createApi(baseUrl: string, token: string): Api {
     tasks: createClient(TaskService, transport),
     apps: createClient(AppService, transport),
     nodes: createClient(NodeService, transport),
+    pools: createClient(PoolService, transport),
     telemetry: createClient(TelemetryService, transport),
     usage: createClient(UsageService, transport),
     webhooks: createClient(WebhookService, transport),

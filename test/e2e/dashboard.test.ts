@@ -2,6 +2,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createEnrollmentToken } from "../../control-plane/db/credentials.js";
 import type { NgpuClient } from "../../sdk/index.js";
 import type { Worker } from "../../worker/worker.js";
 import { artifact, launchBrowser, watchValues } from "../helpers/browser.js";
@@ -27,7 +28,9 @@ describe("dashboard and widgets in a real browser", () => {
   beforeAll(async () => {
     net = await startTestNetwork({ dashboard: true });
     ngpu = client(net.url, net.apiKey);
-    worker = await startTestWorker(net, ["NVIDIA GeForce RTX 3090:24GiB:2"], { name: "gpu-box" });
+    // The workspace provides the node too, so it has provider earnings to show.
+    const providerToken = await createEnrollmentToken(net.cp.db, { name: "own box", providerWorkspaceId: net.workspaceId });
+    worker = await startTestWorker({ url: net.url, enrollmentToken: providerToken.token }, ["NVIDIA GeForce RTX 3090:24GiB:2"], { name: "gpu-box" });
     await ngpu.apps.deploy({ name: "sleeper", runtime: builtin("sleep"), gpu: { count: 1 } });
     browser = await launchBrowser();
   });
@@ -168,5 +171,43 @@ describe("dashboard and widgets in a real browser", () => {
       body = "";
       await shop.close();
     }
+  });
+
+  it("shows usage per hour and per day by app and GPU model in a chosen time zone, provider earnings, and app pools", { timeout: 120_000 }, async () => {
+    await ngpu.apps.deploy({ name: "pooled", runtime: builtin("echo"), gpu: { count: 1 }, pool: { minNodes: 1, maxNodes: 1, targetTasksPerNode: 4 } });
+    await ngpu.tasks.run({ app: "sleeper", input: { seconds: 0.5 } }, { waitMs: 30_000 });
+    const page = await signedIn(net.apiKey);
+
+    await page.goto(`${net.url}/#/usage`);
+    const charts = page.locator("ngpu-usage-chart-view");
+    await expect.poll(() => charts.count()).toBe(3);
+    await expect.poll(() => page.locator("ngpu-usage-chart-view canvas").count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
+    // Per hour by app: the legend names the apps, the totals are this workspace's.
+    await expect.poll(() => charts.nth(2).locator(".u-legend").textContent()).toContain("sleeper");
+    expect(await charts.nth(0).locator(".head").textContent()).toContain("per hour");
+    expect(await charts.nth(2).locator(".total").textContent()).toMatch(/^\$0\.\d*[1-9]\d*$/);
+    // Another zone, per day, by GPU model.
+    await page.selectOption("#tz", "Asia/Tokyo");
+    await page.selectOption("#granularity", "day");
+    await page.selectOption("#group", "gpu-model");
+    await expect.poll(() => charts.nth(2).getAttribute("time-zone")).toBe("Asia/Tokyo");
+    await expect.poll(() => charts.nth(1).locator(".head").textContent()).toContain("per day");
+    await expect.poll(() => charts.nth(1).locator(".u-legend").textContent(), { timeout: 15_000 }).toContain("NVIDIA GeForce RTX 3090");
+    await page.screenshot({ path: artifact("dashboard-usage.png"), fullPage: true });
+
+    // The node is this workspace's: its share of what the node earned.
+    await page.goto(`${net.url}/#/earnings`);
+    const earnings = page.locator("ngpu-usage-chart-view").first();
+    await expect.poll(() => earnings.locator(".total").textContent(), { timeout: 15_000 }).toMatch(/^\$0\.\d*[1-9]\d*$/);
+    await expect.poll(() => earnings.locator(".u-legend").textContent()).toContain(worker.nodeId());
+
+    // The pooled app's pool: kept warm on the one node.
+    await page.goto(`${net.url}/#/apps`);
+    const pooled = page.locator('tr[data-app="pooled"] .pool');
+    await expect.poll(() => pooled.textContent(), { timeout: 20_000 }).toMatch(/1 warm/);
+    expect(await pooled.textContent()).toContain("gpu-box");
+    expect(await page.locator('tr[data-app="sleeper"] .pool').textContent()).toContain("no pool");
+    await page.screenshot({ path: artifact("dashboard-apps.png"), fullPage: true });
+    await page.close();
   });
 });

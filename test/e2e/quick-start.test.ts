@@ -42,6 +42,11 @@ describe("npm start (the local network on the embedded default)", () => {
     expect(out).toContain("local nats-server");
     const url = /API \(gRPC, gRPC-Web, Connect\): (\S+)/.exec(out)?.[1];
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // The printed dashboard link serves the dashboard, built on the fly if it was missing.
+    const dashboard = /dashboard: (\S+)/.exec(out)?.[1];
+    expect(dashboard).toBe(`${url}/`);
+    expect(await (await fetch(dashboard!)).text()).toContain("<ngpu-app></ngpu-app>");
+    for (const script of ["app.js", "embed.js"]) expect((await fetch(`${url}/${script}`)).status).toBe(200);
 
     // The printed CLI example, word for word.
     const example = /CLI:\s+(npm run -s ngpu -- submit .*)$/m.exec(out)?.[1];

@@ -13,9 +13,9 @@ const COLORS = ["#3b6fe0", "#e0663b", "#2f9e5b", "#9b3be0", "#c9a100", "#0fa3b1"
 /** What a usage chart plots. */
 export type UsageMetric = "tasks" | "gpu-seconds" | "cost" | "earnings";
 
-const METRICS: Record<UsageMetric, { label: string; pick: (t: UsageTotals, grouped: boolean) => number; text: (t: UsageTotals) => string }> = {
+const METRICS: Record<UsageMetric, { label: string; pick: (t: UsageTotals, grouped: boolean) => number; text: (t: UsageTotals, grouped: boolean) => string }> = {
   // Submissions are not split by GPU model: count the attempts that ended there instead.
-  tasks: { label: "tasks", pick: (t, grouped) => Number(grouped ? t.attempts : t.submitted), text: (t) => `${t.submitted} submitted, ${t.attempts} ran` },
+  tasks: { label: "tasks", pick: (t, grouped) => Number(grouped ? t.attempts : t.submitted), text: (t, grouped) => (grouped ? `${t.attempts} ran` : `${t.submitted} submitted, ${t.attempts} ran`) },
   "gpu-seconds": { label: "GPU-seconds", pick: (t) => Number(t.gpuMs) / 1000, text: (t) => `${duration(t.gpuMs)} of GPU time` },
   // Plotted as USD (a picture); totals are printed from the integers.
   cost: { label: "cost (USD)", pick: (t) => Number(t.totalNanoUsd) / 1e9, text: (t) => usd(t.totalNanoUsd) },
@@ -137,7 +137,7 @@ export class NgpuUsageChart extends LitElement {
     } else {
       series = [{ label: m.label, color: COLORS[0]!, scale: "v", bars: true, values: s.buckets.map((b) => (b.totals ? m.pick(b.totals, false) : 0)) }];
     }
-    return html`<div class="head"><span>${m.label} per ${this.granularity}</span><span class="total">${s.totals ? m.text(s.totals) : ""}</span></div>
+    return html`<div class="head"><span>${m.label} per ${this.granularity}</span><span class="total">${s.totals ? m.text(s.totals, grouped) : ""}</span></div>
       <ngpu-chart .x=${x} .series=${series} .axes=${[{ scale: "v", label: m.label }]} time-zone=${this.timeZone} .height=${200}></ngpu-chart>`;
   }
 }
