@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { NgpuError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { asDecodeError } from "./decode-errors.js";
 
 /**
  * The one place domain errors become gRPC statuses. An unexpected error is
@@ -63,7 +64,7 @@ export function guarded<T extends object>(service: DescService, impl: T, logger:
         try {
           return await fn.call(impl, req, ctx);
         } catch (err) {
-          throw toConnectError(err, rpcLogger);
+          throw toConnectError(asDecodeError(err, method), rpcLogger);
         }
       };
     } else {
@@ -72,7 +73,7 @@ export function guarded<T extends object>(service: DescService, impl: T, logger:
           try {
             yield* fn.call(impl, req, ctx) as AsyncIterable<unknown>;
           } catch (err) {
-            throw toConnectError(err, rpcLogger);
+            throw toConnectError(asDecodeError(err, method), rpcLogger);
           }
         })();
     }

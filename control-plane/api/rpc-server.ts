@@ -1,9 +1,11 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { applyCors } from "./cors.js";
+import { decodeErrorInterceptor, remapUnaryDecodeError } from "./decode-errors.js";
 
 /** Default limit on one RPC message, read or written: 4 MiB, as gRPC's default. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -103,22 +105,38 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
 
   const shutdown = new AbortController();
   const fallback = options.fallback ?? notFound;
-  const rpcHandler = connectNodeAdapter({
-    routes: options.routes,
-    // connect-node types its fallback's response with an odd `write`; the objects are the real ones.
-    fallback: (req, res) => fallback(req, res as http.ServerResponse | http2.Http2ServerResponse),
+  // connect-node's connectNodeAdapter, plus one step: a unary Connect body that is not valid
+  // protobuf is the caller's error (INVALID_ARGUMENT), not ours (see decode-errors.ts).
+  const router = createConnectRouter({
     readMaxBytes,
     writeMaxBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
     // A misspelt field or enum value in JSON is an error, not silently ignored (a typo in a
     // filter would otherwise return everything).
     jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
-    interceptors: [...(options.interceptors ?? [])],
+    interceptors: [decodeErrorInterceptor, ...(options.interceptors ?? [])],
   });
-  const handler: typeof rpcHandler = options.cors
-    ? (req, res) => {
-        // connect-node types its response with an odd `write`; the objects are the real ones.
-        if (!applyCors(req, res as http.ServerResponse | http2.Http2ServerResponse)) rpcHandler(req, res);
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>(router.handlers.map((h) => [h.requestPath, h]));
+  type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+  type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+  const rpcHandler = (req: NodeRequest, res: NodeResponse): void => {
+    const uHandler = paths.get(req.url?.split("?", 2)[0] ?? "");
+    if (!uHandler) {
+      fallback(req, res);
+      return;
+    }
+    uHandler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then((uRes) => (uHandler.method.methodKind === "unary" ? remapUnaryDecodeError(uRes, uHandler.method) : uRes))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code !== Code.Aborted) reportError(reason instanceof Error ? reason : new Error(String(reason)));
+      });
+  };
+  const handler = options.cors
+    ? (req: NodeRequest, res: NodeResponse): void => {
+        if (!applyCors(req, res)) rpcHandler(req, res);
       }
     : rpcHandler;
 
