@@ -1,4 +1,5 @@
 import type { DatabaseTarget } from "./db/database.js";
+import type { FloodLimit } from "./gateway/stream-limits.js";
 
 /** Everything the control plane reads from its environment, validated once at start. */
 export interface ControlPlaneConfig {
@@ -19,6 +20,8 @@ export interface ControlPlaneConfig {
   readonly logLevel: string;
   /** How often the pool autoscaler runs a round without being woken. Default 1000 ms. */
   readonly autoscalerIntervalMs?: number;
+  /** Messages per second one worker stream may send; default 5000/s with bursts of 20000. */
+  readonly workerFloodLimit?: FloodLimit;
 }
 
 export class ConfigError extends Error {
@@ -75,5 +78,9 @@ export function loadControlPlaneConfig(env: Env, defaults: { database?: Database
     reconnectGraceMs: integer(env, "NGPU_RECONNECT_GRACE_MS", 1_000, 0, 600_000),
     logLevel: env.NGPU_LOG_LEVEL || "info",
     autoscalerIntervalMs: integer(env, "NGPU_AUTOSCALER_INTERVAL_MS", 1_000, 50, 600_000),
+    workerFloodLimit: {
+      perSecond: integer(env, "NGPU_WORKER_MAX_MESSAGES_PER_SECOND", 5_000, 10, 1_000_000),
+      burst: integer(env, "NGPU_WORKER_MESSAGE_BURST", 20_000, 10, 10_000_000),
+    },
   };
 }

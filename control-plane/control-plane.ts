@@ -91,7 +91,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   compactTimer.unref();
   const authenticate = createAuthenticator(db);
   const inputSchemas = createInputSchemaValidator();
-  const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs });
+  const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs, ...(config.workerFloodLimit ? { floodLimit: config.workerFloodLimit } : {}) });
   const health = createHealth();
   const webhooks = startWebhookDeliverer({ db, logger, options: deps.webhooks });
 

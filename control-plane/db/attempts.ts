@@ -6,7 +6,7 @@ import type { Db } from "./database.js";
 export async function loadDispatchableAttempts(
   db: Db,
   where: { nodeIds: readonly string[]; attemptIds?: readonly string[]; states?: readonly string[]; olderThanMs?: number },
-): Promise<Array<AttemptToDispatch & { nodeId: string; state: string }>> {
+): Promise<Array<AttemptToDispatch & { nodeId: string; state: string; createdAtMs: number }>> {
   if (where.nodeIds.length === 0) return [];
   let query = db
     .selectFrom("attempts as at")
@@ -16,6 +16,7 @@ export async function loadDispatchableAttempts(
       "at.id as attempt_id",
       "at.node_id",
       "at.state",
+      "at.created_at",
       "at.fencing_token",
       "at.gpu_indices",
       "t.id as task_id",
@@ -42,6 +43,7 @@ export async function loadDispatchableAttempts(
   return rows.map((r) => ({
     nodeId: r.node_id,
     state: r.state,
+    createdAtMs: r.created_at.getTime(),
     taskId: r.task_id,
     attemptId: r.attempt_id,
     fencingToken: r.fencing_token,

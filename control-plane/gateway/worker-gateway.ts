@@ -36,6 +36,7 @@ import {
 } from "../db/tasks.js";
 import { createBatcher } from "./batcher.js";
 import { encodePublicKey, newNonce, verifyProof } from "./node-proof.js";
+import { checkReportedWindow, createTokenBucket, DEFAULT_FLOOD_LIMIT, type FloodLimit, type TokenBucket } from "./stream-limits.js";
 import { assignmentMessage, cancelMessage } from "../dispatch/assignment.js";
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
@@ -56,6 +57,8 @@ export interface GatewayOptions {
   readonly redispatchAfterMs?: number;
   /** Progress is saved to the database at most this often per task (it is pushed to watchers at once). Default 250 ms. */
   readonly progressFlushMs?: number;
+  /** Messages per second one worker stream may send (sustained and burst); beyond, messages are dropped with a Rejection, and a flood that goes on ends the stream. Default 5000/s, burst 20000. */
+  readonly floodLimit?: FloodLimit;
   /** The first message must be a Hello within this time, and the proof of the node key within this time after the challenge. Default 10000 ms. */
   readonly helloTimeoutMs?: number;
 }
@@ -85,6 +88,13 @@ interface Session {
   readonly gpuIndices: ReadonlySet<number>;
   /** Attempts sent to this worker and not yet finished: id → where updates must match. */
   readonly attempts: Map<string, AttemptRef>;
+  /** When the control plane first knew of each of those attempts (Unix ms): reported times cannot be earlier. */
+  readonly observedSince: Map<string, number>;
+  readonly bucket: TokenBucket;
+  /** Messages dropped for flooding, over the stream's life. */
+  dropped: number;
+  /** The last message was dropped (a Rejection was sent for this run of drops). */
+  overLimit: boolean;
   warmAppIds: string;
   gpuError: string;
   push(message: ConnectResponse): void;
@@ -100,6 +110,7 @@ interface Session {
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const { db, bus, logger, history, gatewayId } = options;
+  const floodLimit = options.floodLimit ?? DEFAULT_FLOOD_LIMIT;
   const log = logger.child({ component: "gateway" });
   const sessions = new Map<string, Session>();
   let stopping = false;
@@ -142,6 +153,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           const session = sessions.get(a.nodeId);
           if (!session) continue;
           session.attempts.set(a.attemptId, { taskId: a.taskId, attemptId: a.attemptId, fencingToken: a.fencingToken, nodeId: a.nodeId });
+          if (!session.observedSince.has(a.attemptId)) session.observedSince.set(a.attemptId, a.createdAtMs);
           session.push(assignmentMessage(a));
         }
       })
@@ -241,6 +253,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const lost: string[] = [];
     for (const a of known) {
       const ref = { taskId: a.taskId, attemptId: a.attemptId, fencingToken: a.fencingToken, nodeId: session.nodeId };
+      session.observedSince.set(a.attemptId, a.createdAtMs);
       if (runningOnWorker.has(a.attemptId)) {
         session.attempts.set(a.attemptId, ref);
       } else if (a.state === "ASSIGNED") {
@@ -329,15 +342,22 @@ export function createGateway(options: GatewayOptions): Gateway {
           return;
         }
         pendingProgress.delete(update.taskId);
+        // A provider cannot bill time the control plane never saw: such times are refused (and clamped).
+        const window = checkReportedWindow(
+          { startedAtMs: Number(f.startedAtMs), endedAtMs: Number(f.endedAtMs) },
+          { sinceMs: session.observedSince.get(update.attemptId) ?? Date.now(), nowMs: Date.now() },
+        );
+        if (window.refused) reject(session, window.refused, update);
         const result = await finish(ref, {
           outcome,
           output: f.output ? (toJson(ValueSchema, f.output) as JsonValue) : null,
           error: f.error.slice(0, 10_000),
           retryable: f.retryable,
-          workerStartedAtMs: Number(f.startedAtMs),
-          workerEndedAtMs: Number(f.endedAtMs),
+          workerStartedAtMs: window.startedAtMs,
+          workerEndedAtMs: window.endedAtMs,
         });
         session.attempts.delete(update.attemptId);
+        session.observedSince.delete(update.attemptId);
         if (!result.attemptOk) {
           reject(session, "task_update: attempt is no longer current; result discarded", update);
           return;
@@ -425,6 +445,10 @@ export function createGateway(options: GatewayOptions): Gateway {
         nodeId,
         gpuIndices: new Set(gpus.map((g) => g.index)),
         attempts: new Map(),
+        observedSince: new Map(),
+        bucket: createTokenBucket(floodLimit, Date.now()),
+        dropped: 0,
+        overLimit: false,
         warmAppIds: JSON.stringify([...hello.warmAppIds].sort()),
         gpuError: hello.gpuError,
         push: (m) => out.push(m),
@@ -437,6 +461,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         if (message.message.case === "assignment") {
           const a = message.message.value;
           session.attempts.set(a.attemptId, { taskId: a.taskId, attemptId: a.attemptId, fencingToken: Number(a.fencingToken), nodeId });
+          if (!session.observedSince.has(a.attemptId)) session.observedSince.set(a.attemptId, Date.now());
         }
         out.push(message);
       });
@@ -459,6 +484,18 @@ export function createGateway(options: GatewayOptions): Gateway {
           const next = await iterator.next();
           if (next.done) break;
           if (failure) throw failure;
+          if (!session.bucket.take(Date.now())) {
+            // Over its limit: drop, say so once per run of drops, and hang up on a flood that goes on.
+            session.dropped++;
+            if (!session.overLimit) reject(session, `flood: more than ${floodLimit.perSecond} messages per second (burst ${floodLimit.burst}); messages are dropped`);
+            session.overLimit = true;
+            if (session.dropped > floodLimit.burst) {
+              log.warn({ node: nodeId, dropped: session.dropped }, "worker stream flooding: closing it");
+              throw new ConnectError(`flood: more than ${floodLimit.burst} messages dropped over the limit of ${floodLimit.perSecond} per second; stream closed`, Code.ResourceExhausted);
+            }
+            continue;
+          }
+          session.overLimit = false;
           const m = next.value.message;
           if (m.case !== "taskUpdate") {
             await handle(session, next.value);

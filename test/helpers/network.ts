@@ -38,6 +38,7 @@ export interface TestNetworkOptions {
   readonly autoscalerIntervalMs?: number;
   /** Serve the dashboard and widgets (built if missing) from the control plane. */
   readonly dashboard?: boolean;
+  readonly workerFloodLimit?: { perSecond: number; burst: number };
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -57,6 +58,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     reconnectGraceMs: options.reconnectGraceMs ?? 1000,
     logLevel: "silent",
     autoscalerIntervalMs: options.autoscalerIntervalMs ?? 1000,
+    ...(options.workerFloodLimit ? { workerFloodLimit: options.workerFloodLimit } : {}),
   };
   const replicas: ControlPlane[] = [];
   const deps = {
