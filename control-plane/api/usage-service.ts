@@ -21,7 +21,7 @@ import { estimateCost } from "../metering/estimate.js";
 import { csvHeader, csvLine, eachUsageRecordPage, listUsageRecords, type RecordFilter, taskUsageRecords } from "../metering/records.js";
 import { type GroupBy, summarizeUsage, type UsageScope } from "../metering/summaries.js";
 import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, localTime, MAX_RANGE_DAYS, MAX_RECORD_RANGE_DAYS } from "../metering/usage-window.js";
-import type { Authenticate } from "./auth.js";
+import { type Authenticate, requireOperator, requireWorkspaceRead } from "./auth.js";
 import { priceToProto, taskToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
 import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
@@ -52,10 +52,6 @@ const MAX_PRICE_NANO_USD = 1_000_000_000_000n;
 const MAX_TASK_MS = 86_400_000n;
 const MAX_TASKS = 1_000_000_000n;
 const MAX_RESERVED_NANO_USD = 1_000_000n * 1_000_000_000n;
-
-function requireOperator(principal: Principal, what: string): void {
-  if (!principal.operator) throw new NgpuError("PERMISSION_DENIED", `${what} needs an API key of the network's operator workspace`);
-}
 
 /** Runs a query that uses a time zone; Postgres refusing the zone is the caller's bad input. */
 async function withZone<T>(field: string, zone: string, run: () => Promise<T>): Promise<T> {
@@ -91,6 +87,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
   return {
     async getUsageSummary(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "reading usage");
       const granularity = GRANULARITIES.get(req.granularity);
       if (!granularity) throw invalidArgument("granularity", "is required: HOUR, DAY or MONTH");
       const groupBy = GROUPS.get(req.groupBy);
@@ -134,6 +131,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
 
     async listUsageRecords(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "reading usage records");
       const limit = checkPageSize("page_size", req.pageSize, 100);
       const filter = await recordFilter(principal, req.filter);
       const cursor = decodePageToken("page_token", req.pageToken, "t", "number") as { t: number; a?: unknown } | undefined;
@@ -149,6 +147,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
 
     async *exportUsageRecords(req, ctx): AsyncGenerator<ExportUsageRecordsResponse> {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "exporting usage records");
       const filter = await recordFilter(principal, req.filter);
       const encoder = new TextEncoder();
       yield create(ExportUsageRecordsResponseSchema, { chunk: encoder.encode(csvHeader()) });
@@ -160,6 +159,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
 
     async getTaskCost(req, ctx) {
       const principal = await authenticate(ctx);
+      requireWorkspaceRead(principal, "reading the cost of a task");
       const taskId = requireString("task_id", req.taskId, 64);
       const task = await getTask(db, principal.workspaceId, taskId);
       const [records, coldStart] = await Promise.all([
