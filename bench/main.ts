@@ -10,11 +10,12 @@ import { runTelemetry, TELEMETRY_DEFAULTS } from "./telemetry.js";
 import { runThroughput, THROUGHPUT_DEFAULTS } from "./throughput.js";
 import { runWorkerBinary, WORKER_BINARY_DEFAULTS } from "./worker-binary.js";
 import { FAILOVER_DEFAULTS, runFailover } from "./failover.js";
+import { runWebhooks, WEBHOOKS_DEFAULTS } from "./webhooks.js";
 
-const PARTS = ["latency", "throughput", "telemetry", "failover", "worker"] as const;
+const PARTS = ["latency", "throughput", "telemetry", "failover", "worker", "webhooks"] as const;
 type Part = (typeof PARTS)[number];
 
-const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|all] [options]
+const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|webhooks|all] [options]
 
 Parts (default all):
   latency      submit → start latency on an idle network (1 worker)
@@ -22,6 +23,7 @@ Parts (default all):
   telemetry    GPU telemetry ingest of one control plane, ramped
   failover     SIGKILL of a worker running a task → the task running on another node
   worker       the worker binary: size, start-up time, idle RSS
+  webhooks     the outbox trigger's cost to batched task updates; delivery drain rate
 
 Options:
   --runs N               repeat latency/throughput N times, print the median too (default 1)
@@ -34,6 +36,7 @@ Options:
               --step-seconds N (10) --warm-seconds N (3) --keep-going (ramp on after a failed step)
   failover:   --trials N (20) --failover-workers N (3)
   worker:     --startup-runs N (20) --idle-seconds N (5) --build (rebuild dist/ngpu-worker first)
+  webhooks:   --webhook-tasks N (10000) --webhook-rounds N (5) --webhook-deliveries N (5000)
 
 Environment:
   NGPU_BENCH_PG_URL            admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -77,6 +80,9 @@ async function main(): Promise<number> {
       "startup-runs": { type: "string" },
       "idle-seconds": { type: "string" },
       build: { type: "boolean" },
+      "webhook-tasks": { type: "string" },
+      "webhook-rounds": { type: "string" },
+      "webhook-deliveries": { type: "string" },
       "keep-going": { type: "boolean" },
       help: { type: "boolean" },
     },
@@ -179,6 +185,18 @@ async function main(): Promise<number> {
       });
       printTable("failover", Object.entries(r));
       emit(r);
+    }
+    if (part === "webhooks") {
+      const results = await runWebhooks({
+        ...WEBHOOKS_DEFAULTS,
+        tasks: int(values, "webhook-tasks", WEBHOOKS_DEFAULTS.tasks, 1000, 1_000_000),
+        rounds: int(values, "webhook-rounds", WEBHOOKS_DEFAULTS.rounds, 1, 100),
+        deliveries: int(values, "webhook-deliveries", WEBHOOKS_DEFAULTS.deliveries, 1, 1_000_000),
+      });
+      for (const r of results) {
+        printTable(`webhooks: ${String(r.variant)}`, Object.entries(r));
+        emit(r);
+      }
     }
     if (part === "worker") {
       const r = await runWorkerBinary({

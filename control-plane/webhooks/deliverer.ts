@@ -10,8 +10,11 @@ import { signWebhook, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMES
 export interface WebhookDeliveryOptions {
   /** How often the outbox is checked for due deliveries, in ms. Default 500. */
   readonly pollIntervalMs?: number;
-  /** Deliveries claimed (and sent concurrently) at most per round. Default 32. */
-  readonly batchSize?: number;
+  /**
+   * Sends in flight at most. A slow receiver holds only its own sends: the others go on, and
+   * each free slot is filled from the outbox. Default 64.
+   */
+  readonly concurrency?: number;
   /** How long a receiver has to answer, in ms. Default 10000. */
   readonly timeoutMs?: number;
   /** Tries at most before a delivery is FAILED (replay restarts it). Default 12 (about 1 h with the defaults). */
@@ -25,7 +28,7 @@ export interface WebhookDeliveryOptions {
 export interface WebhookDeliverer {
   /** Checks the outbox now instead of at the next poll. */
   wake(): void;
-  /** Stops claiming; sends in flight are abandoned and go out again once their lease ends. */
+  /** Stops claiming; sends in flight are aborted and go out again once their lease ends. */
   shutdown(): Promise<void>;
 }
 
@@ -39,7 +42,7 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
   const log = deps.logger.child({ component: "webhooks" });
   const o = deps.options ?? {};
   const pollIntervalMs = o.pollIntervalMs ?? 500;
-  const batchSize = o.batchSize ?? 32;
+  const concurrency = o.concurrency ?? 64;
   const timeoutMs = o.timeoutMs ?? 10_000;
   const maxAttempts = o.maxAttempts ?? 12;
   const retryBaseMs = o.retryBaseMs ?? 1_000;
@@ -90,34 +93,53 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
     };
   }
 
-  async function round(): Promise<number> {
-    const claimed = await claimDueDeliveries(db, batchSize, leaseMs);
-    if (claimed.length === 0) return 0;
-    const results = await Promise.all(claimed.map(send));
-    // Abandoned at shutdown: not an attempt the receiver saw an answer to; the lease brings it back.
-    if (stop.signal.aborted) return 0;
-    await recordAttempts(db, results);
-    for (const r of results) {
-      if (!r.delivered) log.debug({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed");
+  const inFlight = new Set<Promise<void>>();
+  let finished: AttemptResult[] = [];
+
+  /** Logs what finished since last time, then fills the free slots; returns how many it claimed. */
+  async function round(): Promise<{ claimed: number; free: number }> {
+    if (finished.length > 0) {
+      const results = finished;
+      finished = [];
+      await recordAttempts(db, results);
+      for (const r of results) {
+        if (!r.delivered) log.debug({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed");
+      }
     }
-    return claimed.length;
+    const free = concurrency - inFlight.size;
+    if (free <= 0) return { claimed: 0, free };
+    const claimed = await claimDueDeliveries(db, free, leaseMs);
+    for (const delivery of claimed) {
+      const sending: Promise<void> = send(delivery)
+        .then((result) => {
+          // Abandoned at shutdown: the lease brings it back to whichever replica is up.
+          if (stop.signal.aborted) return;
+          finished.push(result);
+          nap.abort(); // record it, and refill the slot, now
+        })
+        .finally(() => inFlight.delete(sending));
+      inFlight.add(sending);
+    }
+    return { claimed: claimed.length, free };
   }
 
   const loop = (async () => {
     while (!stop.signal.aborted) {
-      let sent = 0;
+      let more = false;
       try {
-        sent = await round();
+        const { claimed, free } = await round();
+        more = claimed > 0 && claimed === free; // the outbox may hold more that is due
       } catch (err) {
         if (!stop.signal.aborted) log.warn({ err }, "webhook round failed");
       }
-      if (sent === batchSize) continue; // more may be due
+      if (more) continue;
       try {
         await sleep(pollIntervalMs, undefined, { signal: AbortSignal.any([stop.signal, nap.signal]) });
       } catch {
         nap = new AbortController();
       }
     }
+    await Promise.allSettled([...inFlight]);
   })();
 
   return {

@@ -219,6 +219,32 @@ describe("webhooks", () => {
     }
   });
 
+  it("a receiver that hangs holds up only its own deliveries", async () => {
+    // Accepts the request and never answers (until the deliverer's 2 s timeout).
+    let open = 0;
+    const hanging = http.createServer((req) => {
+      open++;
+      req.on("close", () => open--);
+    });
+    await new Promise<void>((r) => hanging.listen(0, "127.0.0.1", r));
+    const receiver = await startReceiver();
+    try {
+      await ngpu.apps.deploy({ name: "echo-hang", runtime: builtin("echo") });
+      const stuck = await ngpu.webhooks.create({ app: "echo-hang", url: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}/`, events: [WebhookEventType.COMPLETED] });
+      await ngpu.tasks.run({ app: "echo-hang", input: {} });
+      await eventually(() => (open > 0 ? true : undefined));
+      // While that send hangs, another webhook's events still go out.
+      const { task } = await ngpu.tasks.submit({ app: "echo-hang", input: { n: 1 }, webhook: { url: receiver.url, events: [WebhookEventType.COMPLETED] } });
+      await eventually(() => receiver.events().find((e) => e.event.task.id === task.id));
+      expect(open).toBeGreaterThan(0);
+      await ngpu.webhooks.delete(stuck.id);
+    } finally {
+      hanging.closeAllConnections();
+      await new Promise<void>((r) => hanging.close(() => r()));
+      await receiver.close();
+    }
+  });
+
   it("several replicas share the outbox (SKIP LOCKED): every event is delivered once", async () => {
     const receiver = await startReceiver();
     const replica = await net.addReplica();
