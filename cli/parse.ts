@@ -2,6 +2,7 @@
 // says which flag was wrong: `--timeout: "10 minutes" is not a duration (…)`.
 import { TaskState } from "../gen/ngpu/v1/task_pb.js";
 import { UsageError } from "./errors.js";
+import { parseUsd } from "../sdk/money.js";
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -161,4 +162,11 @@ export function parseExpiry(flag: string, text: string, now = Date.now()): Date 
     return at;
   }
   return new Date(now + parseDuration(flag, text));
+}
+
+/** An amount of USD such as `12.50` (up to 9 decimals), in nano-USD. */
+export function usdFlag(flag: string, text: string): bigint {
+  const nano = parseUsd(text);
+  if (nano === undefined) fail(flag, text, "an amount of USD (use e.g. 12.50)");
+  return nano;
 }

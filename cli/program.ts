@@ -4,6 +4,7 @@ import { println, type CliContext } from "./context.js";
 import { CliError, ExitCode } from "./errors.js";
 import { registerAppCommands } from "./commands/apps.js";
 import { registerKeyCommands } from "./commands/keys.js";
+import { registerLimitCommands } from "./commands/limits.js";
 import { registerNodeCommands } from "./commands/nodes.js";
 import { registerSubmitCommand } from "./commands/submit.js";
 import { registerTaskCommands } from "./commands/tasks.js";
@@ -35,6 +36,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerUsageCommands(program, ctx);
   registerWebhookCommands(program, ctx);
   registerKeyCommands(program, ctx);
+  registerLimitCommands(program, ctx);
   for (const command of program.commands) command.hook("preAction", () => ctx.handleInterrupts());
   return program;
 }

@@ -1,5 +1,6 @@
 import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_key, KeyService } from "../gen/ngpu/v1/key_pb.js";
+import { file_ngpu_v1_limits, LimitService } from "../gen/ngpu/v1/limits_pb.js";
 import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
 import { file_ngpu_v1_telemetry, TelemetryService } from "../gen/ngpu/v1/telemetry_pb.js";
@@ -16,6 +17,7 @@ import { guarded } from "./api/errors.js";
 import { createHealth } from "./api/health.js";
 import { createInputSchemaValidator } from "./api/input-schema.js";
 import { createKeyService } from "./api/key-service.js";
+import { createLimitService } from "./api/limit-service.js";
 import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
@@ -109,6 +111,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
+        router.service(LimitService, guarded(LimitService, createLimitService({ db, authenticate }), logger));
         router.service(UsageService, guarded(UsageService, createUsageService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(TelemetryService, guarded(TelemetryService, createTelemetryService({ db, authenticate, history }), logger));
@@ -116,7 +119,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         health.register(router);
         router.service(PoolService, guarded(PoolService, createPoolService({ db, authenticate }), logger));
         registerReflection(router, {
-          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_pool, file_ngpu_v1_telemetry],
+          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_limits, file_ngpu_v1_pool, file_ngpu_v1_telemetry],
         });
       },
     });

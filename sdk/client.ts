@@ -3,6 +3,7 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_pb.js";
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
 import { type ApiKey, KeyScope, KeyService } from "../gen/ngpu/v1/key_pb.js";
+import { type GetLimitsResponse, LimitService, type WorkspaceLimits } from "../gen/ngpu/v1/limits_pb.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PoolService, type ListScalingEventsResponse, type PoolStatus, type ScalingEvent } from "../gen/ngpu/v1/pool_pb.js";
 import { TaskService, type ListTasksResponse, type Task, type WatchTaskResponse } from "../gen/ngpu/v1/task_pb.js";
@@ -187,6 +188,13 @@ export interface CreatedKey {
   readonly secret: string;
 }
 
+export interface LimitsApi {
+  /** The workspace's limits, its spend this month (UTC) and its unfinished tasks. */
+  get(options?: CallOptions): Promise<GetLimitsResponse>;
+  /** Replaces the limits (a 0 or missing field: no limit). Needs a full key. */
+  set(limits: { maxConcurrentTasks?: number; maxSubmitsPerMinute?: number; monthlySpendCapNanoUsd?: bigint | number }, options?: CallOptions): Promise<WorkspaceLimits>;
+}
+
 export interface KeysApi {
   /** Creates an API key in the caller's workspace (needs a full key). */
   create(init?: CreateKeyInit, options?: CallOptions): Promise<CreatedKey>;
@@ -217,6 +225,8 @@ export interface NgpuClient {
   readonly nodes: NodesApi;
   readonly webhooks: WebhooksApi;
   readonly keys: KeysApi;
+  /** Concurrency, submit-rate and monthly spend limits of the workspace. */
+  readonly limits: LimitsApi;
   /** Metering: usage summaries, records, CSV export, per-task cost, estimates, prices. */
   readonly usage: UsageApi;
   readonly pools: PoolsApi;
@@ -266,6 +276,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const nodeClient = createClient(NodeService, owned.transport);
   const webhookClient = createClient(WebhookService, owned.transport);
   const keyClient = createClient(KeyService, owned.transport);
+  const limitClient = createClient(LimitService, owned.transport);
   const usageClient = createClient(UsageService, owned.transport);
   const poolClient = createClient(PoolService, owned.transport);
 
@@ -473,6 +484,13 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     nodes,
     webhooks,
     keys,
+    limits: {
+      get: (opts) => limitClient.getLimits({}, unary(opts)),
+      async set(l, opts) {
+        const limits = { maxConcurrentTasks: l.maxConcurrentTasks ?? 0, maxSubmitsPerMinute: l.maxSubmitsPerMinute ?? 0, monthlySpendCapNanoUsd: BigInt(l.monthlySpendCapNanoUsd ?? 0) };
+        return required((await limitClient.setLimits({ limits }, unary(opts))).limits, "limits");
+      },
+    },
     usage: createUsageApi(usageClient, unary, stream),
     pools,
     async close() {

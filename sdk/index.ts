@@ -18,6 +18,7 @@ export {
   type CreateKeyInit,
   type CreatedKey,
   type KeysApi,
+  type LimitsApi,
   type CallOptions,
   type DeployResult,
   type NgpuClient,

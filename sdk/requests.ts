@@ -143,6 +143,8 @@ export interface SubmitTaskInit {
   readonly queueTtlMs?: Int64Like | undefined;
   /** POST this task's events to a URL; the result carries the webhook with its signing secret. */
   readonly webhook?: { readonly url: string; readonly events?: readonly WebhookEventType[] | undefined } | undefined;
+  /** Spend cap across all attempts, in nano-USD; at the cap the task is cancelled and billed up to it. Default none. */
+  readonly maxCostNanoUsd?: Int64Like | undefined;
 }
 
 /** Paging of a list call. */
@@ -250,6 +252,7 @@ export function submitTaskRequest(init: SubmitTaskInit): MessageInitShape<typeof
     timeoutMs: toInt64(init.timeoutMs ?? 0, "timeoutMs"),
     maxAttempts: init.maxAttempts ?? 0,
     queueTtlMs: toInt64(init.queueTtlMs ?? 0, "queueTtlMs"),
+    maxCostNanoUsd: toInt64(init.maxCostNanoUsd ?? 0, "maxCostNanoUsd"),
   };
   if (init.input !== undefined) request.input = init.input;
   if (init.webhook !== undefined) request.webhook = { url: init.webhook.url, events: [...(init.webhook.events ?? [])] };

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { SubmitTaskResponseSchema } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
 import { buildTaskInput } from "../input.js";
-import { parseDuration, parseInteger, parseKeyValues } from "../parse.js";
+import { parseDuration, parseInteger, parseKeyValues, usdFlag } from "../parse.js";
 import { followTask } from "./follow.js";
 import { collect } from "./options.js";
 import { parseWebhookEvents } from "./webhooks.js";
@@ -20,6 +20,7 @@ interface SubmitFlags {
   readonly outputDir?: string;
   readonly webhook?: string;
   readonly webhookEvents?: string;
+  readonly maxCostUsd?: string;
 }
 
 export function registerSubmitCommand(program: Command, ctx: CliContext): void {
@@ -36,6 +37,7 @@ export function registerSubmitCommand(program: Command, ctx: CliContext): void {
     .option("--wait", "wait for the end, showing progress; exit 0 only if it succeeded")
     .option("--wait-timeout <duration>", "with --wait: stop waiting after this long (the task keeps running)")
     .option("--output-dir <dir>", "save files (data: URIs) of the output into this directory; implies --wait")
+    .option("--max-cost-usd <usd>", "spend cap of this task, e.g. 0.50: at the cap it is cancelled and billed up to it")
     .option("--webhook <url>", "POST this task's events to a URL (the signing secret is printed)")
     .option("--webhook-events <list>", "with --webhook: state_changed,progress,completed (default: all)")
     .action(async (app: string, flags: SubmitFlags, command: Command) => {
@@ -52,6 +54,7 @@ export function registerSubmitCommand(program: Command, ctx: CliContext): void {
           priority: flags.priority === undefined ? undefined : parseInteger("--priority", flags.priority, { min: -1000, max: 1000 }),
           labels: parseKeyValues("--label", flags.label ?? []),
           timeoutMs: flags.timeout === undefined ? undefined : parseDuration("--timeout", flags.timeout),
+          maxCostNanoUsd: flags.maxCostUsd === undefined ? undefined : usdFlag("--max-cost-usd", flags.maxCostUsd),
           webhook: flags.webhook === undefined ? undefined : { url: flags.webhook, events: parseWebhookEvents("--webhook-events", flags.webhookEvents) },
         },
         { signal: ctx.signal },

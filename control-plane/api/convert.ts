@@ -66,6 +66,7 @@ export function taskToProto(row: TaskView): Task {
     timeoutMs: BigInt(row.timeout_ms),
     maxAttempts: row.max_attempts,
     expireTime: ts(row.expires_at),
+    maxCostNanoUsd: BigInt(row.max_cost_nano_usd ?? 0),
   });
 }
 

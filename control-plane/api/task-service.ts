@@ -16,6 +16,7 @@ import type { Db } from "../db/database.js";
 import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
 import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
+import { checkSubmitLimits } from "../db/limits.js";
 import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { queueReason } from "../scheduler/placement.js";
 import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
@@ -48,6 +49,8 @@ export interface TaskServiceDeps {
 }
 
 const DEFAULT_WAIT_MS = 60_000;
+/** Largest per-task spend cap: 1,000,000 USD (and well below 2^53). */
+const MAX_TASK_COST_NANO_USD = 1_000_000n * 1_000_000_000n;
 const MAX_WAIT_MS = 600_000;
 
 export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof TaskService> {
@@ -64,12 +67,16 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const timeoutMs = checkTimeoutMs(`${field}timeout_ms`, req.timeoutMs);
     const maxAttempts = checkMaxAttempts(`${field}max_attempts`, req.maxAttempts);
     const queueTtlMs = checkQueueTtlMs(`${field}queue_ttl_ms`, req.queueTtlMs);
+    if (req.maxCostNanoUsd < 0n || req.maxCostNanoUsd > MAX_TASK_COST_NANO_USD) {
+      throw invalidArgument(`${field}max_cost_nano_usd`, `must be 0 (no cap) or at most ${MAX_TASK_COST_NANO_USD} (1,000,000 USD)`);
+    }
     const webhook = req.webhook
       ? { url: checkHttpUrl(`${field}webhook.url`, req.webhook.url), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
       : undefined;
     const app = await findCallableApp(db, principal.workspaceId, appRef);
     requireApp(principal, app.name, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
+    await checkSubmitLimits(db, principal.workspaceId);
     const newTask = {
       workspaceId: principal.workspaceId,
       appId: app.id,
@@ -81,6 +88,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       timeoutMs: timeoutMs || app.timeout_ms || DEFAULT_TIMEOUT_MS,
       maxAttempts: maxAttempts || app.max_attempts,
       queueTtlMs: queueTtlMs || app.queue_ttl_ms,
+      ...(req.maxCostNanoUsd > 0n ? { maxCostNanoUsd: Number(req.maxCostNanoUsd) } : {}),
     };
     // With a webhook, task and webhook commit together (the webhook then hears of the task being queued).
     const { id, created, row, hook } = webhook

@@ -12,6 +12,11 @@ export interface WorkspaceTable {
   name: string;
   /** Runs the network: may drain nodes. */
   operator: Generated<boolean>;
+  /** 0: no limit. */
+  max_concurrent_tasks: Generated<number>;
+  max_submits_per_minute: Generated<number>;
+  /** Calendar-month (UTC) spend cap in nano-USD; 0: none. */
+  monthly_spend_cap_nano_usd: ColumnType<number, number | undefined, number>;
   created_at: DefaultedTimestamp;
 }
 
@@ -199,6 +204,8 @@ export interface TaskTable {
   max_attempts: Generated<number>;
   expires_at: Timestamp | null;
   not_before: Timestamp | null;
+  /** Spend cap of the task across its attempts, nano-USD; null: none. */
+  max_cost_nano_usd: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface AttemptTable {

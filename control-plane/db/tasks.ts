@@ -27,6 +27,8 @@ export interface NewTaskInput {
   readonly maxAttempts: number;
   /** 0: never expires. */
   readonly queueTtlMs: number;
+  /** Spend cap across its attempts, nano-USD; undefined: none. */
+  readonly maxCostNanoUsd?: number;
 }
 
 /** Rows per (workspace, bucket, app) that submissions spread their counting over. */
@@ -57,6 +59,7 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
       idempotency_key: task.idempotencyKey ?? null,
       timeout_ms: task.timeoutMs,
       max_attempts: task.maxAttempts,
+      max_cost_nano_usd: task.maxCostNanoUsd ?? null,
       expires_at: task.queueTtlMs > 0 ? (sql`now() + make_interval(secs => ${task.queueTtlMs / 1000})` as never) : null,
       not_before: null,
       assigned_at: null,
@@ -365,7 +368,7 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
  * Runs a statement that ends attempts, and records their usage in the same
  * transaction: an attempt's end and its bill commit together or not at all.
  */
-async function endAttempts<R>(db: Db, statement: RawBuilder<R>, attemptId: (row: R) => string): Promise<R[]> {
+export async function endAttempts<R>(db: Db, statement: RawBuilder<R>, attemptId: (row: R) => string): Promise<R[]> {
   return db.transaction().execute(async (tx) => {
     const ended = await statement.execute(tx);
     await recordUsage(tx, ended.rows.map(attemptId));

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from "kysely";
 import type { Database } from "./schema.js";
+import { CAP_MS } from "./task-cap.js";
 
 /**
  * Worker-measured execution time is believed when it is within this many ms of
@@ -58,10 +59,13 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
         -- GREATEST ignores NULLs: keep "no worker report" NULL.
         CASE WHEN at.worker_ended_at_ms IS NOT NULL THEN GREATEST(0, at.worker_ended_at_ms - at.worker_started_at_ms) END AS worker_ms,
         -- Without a RUNNING report the control plane only knows how long the attempt held its GPUs.
-        (EXTRACT(EPOCH FROM at.ended_at - at.created_at) * 1000)::bigint AS held_ms
+        (EXTRACT(EPOCH FROM at.ended_at - at.created_at) * 1000)::bigint AS held_ms,
+        -- A task's spend cap bounds what an attempt may bill, whoever ended it (see spend-caps.ts).
+        ${CAP_MS}::bigint AS cap_ms
       FROM attempts at
       JOIN apps a ON a.id = at.app_id
       LEFT JOIN nodes n ON n.id = at.node_id
+      LEFT JOIN tasks t ON t.id = at.task_id
       WHERE at.id IN (${sql.join([...attemptIds])}) AND at.ended_at IS NOT NULL
     ), billed AS (
       SELECT e.*, e.worker_ms - e.cp_ms AS disagreement_ms,
@@ -70,7 +74,7 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
           WHEN e.cp_ms IS NULL THEN LEAST(COALESCE(e.worker_ms, 0), GREATEST(0, e.held_ms))
           WHEN e.worker_ms IS NULL OR abs(e.worker_ms - e.cp_ms) > ${CLOCK_TOLERANCE_MS} THEN GREATEST(0, e.cp_ms)
           ELSE e.worker_ms
-        END AS execution_ms,
+        END AS measured_ms,
         COALESCE((
           SELECT p.nano_usd_per_gpu_second FROM gpu_prices p
           WHERE lower(p.gpu_model) = lower(e.gpu_model) AND p.effective_from <= e.price_at
@@ -79,10 +83,12 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
         CASE WHEN e.outcome = 'SUCCEEDED' AND e.workspace_id <> e.app_workspace_id THEN e.call_fee_nano_usd ELSE 0 END AS fee,
         (SELECT provider_share_basis_points FROM billing_settings) AS share
       FROM ended e
+    ), capped AS (
+      SELECT b.*, CASE WHEN b.cap_ms IS NULL THEN b.measured_ms ELSE LEAST(b.measured_ms, b.cap_ms) END AS execution_ms FROM billed b
     ), priced AS (
       SELECT b.*, b.execution_ms * b.gpu_count AS gpu_ms,
         round(b.execution_ms::numeric * b.gpu_count * b.price / 1000)::bigint AS cost
-      FROM billed b
+      FROM capped b
     ), ins AS (
       INSERT INTO usage_records (attempt_id, task_id, workspace_id, app_id, app_workspace_id, node_id, provider_workspace_id,
         gpu_model, gpu_count, outcome, started_at_ms, ended_at_ms, worker_execution_ms, control_plane_execution_ms,

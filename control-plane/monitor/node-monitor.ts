@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import type { Bus } from "../bus/bus.js";
 import { stateSignal } from "../bus/task-events.js";
 import type { Db } from "../db/database.js";
+import { endCappedAttempts } from "../db/spend-caps.js";
 import { endAbandonedAttempts, expireQueuedTasks, requeueLostAttempts, timeOutAttempts } from "../db/tasks.js";
 import { cancelMessage } from "../dispatch/assignment.js";
 import type { Logger } from "../log.js";
@@ -103,6 +104,10 @@ export function startNodeMonitor(options: NodeMonitorOptions): NodeMonitor {
 
     for (const t of await timeOutAttempts(db)) {
       bus.sendToNode(t.nodeId, cancelMessage(t.taskId, t.attemptId, "execution timed out"));
+      moved.push(t.taskId);
+    }
+    for (const t of await endCappedAttempts(db)) {
+      bus.sendToNode(t.nodeId, cancelMessage(t.taskId, t.attemptId, "the task's spend cap was reached"));
       moved.push(t.taskId);
     }
     for (const t of await endAbandonedAttempts(db, cancelGraceMs)) {

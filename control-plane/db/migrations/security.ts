@@ -22,4 +22,19 @@ export const securityMigrations: Record<string, Migration> = {
       );
     },
   },
+  "0301_security_limits": {
+    async up(db: Kysely<any>): Promise<void> {
+      await runStatements(
+        db,
+        `
+        ALTER TABLE workspaces ADD COLUMN max_concurrent_tasks integer NOT NULL DEFAULT 0;
+        ALTER TABLE workspaces ADD COLUMN max_submits_per_minute integer NOT NULL DEFAULT 0;
+        ALTER TABLE workspaces ADD COLUMN monthly_spend_cap_nano_usd bigint NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN max_cost_nano_usd bigint;
+        CREATE INDEX tasks_unfinished_by_workspace ON tasks (workspace_id) WHERE state IN ('QUEUED', 'ASSIGNED', 'STARTING', 'RUNNING');
+        CREATE INDEX tasks_by_workspace_created ON tasks (workspace_id, created_at)
+        `,
+      );
+    },
+  },
 };
