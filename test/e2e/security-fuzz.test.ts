@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_ngpu_v1_app } from "../../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_key } from "../../gen/ngpu/v1/key_pb.js";
+import { file_ngpu_v1_limits } from "../../gen/ngpu/v1/limits_pb.js";
 import { file_ngpu_v1_node } from "../../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_pool } from "../../gen/ngpu/v1/pool_pb.js";
 import { file_ngpu_v1_telemetry } from "../../gen/ngpu/v1/telemetry_pb.js";
@@ -26,7 +27,7 @@ const TIME_BUDGET_MS = 20_000;
 /** Methods that may legitimately keep a stream open (they are cut after this long). */
 const STREAM_CUT_MS = 100;
 
-const SERVICES: DescService[] = [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_key, file_ngpu_v1_webhook, file_ngpu_v1_usage, file_ngpu_v1_pool, file_ngpu_v1_telemetry, file_ngpu_v1_worker, file_grpc_health_v1_health].flatMap(
+const SERVICES: DescService[] = [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_key, file_ngpu_v1_limits, file_ngpu_v1_webhook, file_ngpu_v1_usage, file_ngpu_v1_pool, file_ngpu_v1_telemetry, file_ngpu_v1_worker, file_grpc_health_v1_health].flatMap(
   (f) => f.services,
 );
 
@@ -199,7 +200,7 @@ describe("security: bounded fuzz over every public RPC", () => {
 
   it("refuses a message over the size limit on every RPC with RESOURCE_EXHAUSTED", async () => {
     const huge = new Uint8Array(4 * 1024 * 1024 + 16).fill(0x20);
-    for (const service of [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_key, file_ngpu_v1_webhook, file_ngpu_v1_usage, file_ngpu_v1_pool, file_ngpu_v1_telemetry].flatMap((f) => f.services)) {
+    for (const service of [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_key, file_ngpu_v1_limits, file_ngpu_v1_webhook, file_ngpu_v1_usage, file_ngpu_v1_pool, file_ngpu_v1_telemetry].flatMap((f) => f.services)) {
       for (const method of service.methods) {
         const streaming = method.methodKind !== "unary";
         const headers = { "content-type": streaming ? "application/connect+json" : "application/json", authorization: `Bearer ${net.apiKey}` };
