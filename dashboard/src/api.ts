@@ -1,5 +1,5 @@
 // The public API from the browser, through Connect-Web: the same services the SDK and CLI call.
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AppService } from "../../gen/ngpu/v1/app_pb.js";
 import { NodeService } from "../../gen/ngpu/v1/node_pb.js";
@@ -20,11 +20,19 @@ export interface Api {
   readonly webhooks: Client<typeof WebhookService>;
 }
 
-/** Clients of every service at `baseUrl`, each call carrying the key or token. */
-export function createApi(baseUrl: string, token: string): Api {
-  const auth: Interceptor = (next) => (req) => {
+/**
+ * Clients of every service at `baseUrl`, each call carrying the key or token.
+ * `onRefused` hears of every call the server refused the key for (expired, revoked).
+ */
+export function createApi(baseUrl: string, token: string, onRefused?: () => void): Api {
+  const auth: Interceptor = (next) => async (req) => {
     req.header.set("authorization", `Bearer ${token}`);
-    return next(req);
+    try {
+      return await next(req);
+    } catch (err) {
+      if (onRefused && err instanceof ConnectError && err.code === Code.Unauthenticated) onRefused();
+      throw err;
+    }
   };
   // Binary protobuf: smaller than JSON, and the server speaks both.
   const transport = createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [auth] });

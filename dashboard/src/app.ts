@@ -44,7 +44,7 @@ export class NgpuApp extends LitElement {
   constructor() {
     super();
     const key = savedKey();
-    this.api = key ? createApi(location.origin, key) : undefined;
+    this.api = key ? this.connect(key) : undefined;
     this.route = parseHash();
     this.signInError = "";
   }
@@ -59,10 +59,20 @@ export class NgpuApp extends LitElement {
     removeEventListener("hashchange", this.onHash);
   }
 
+  /** The API with this key; a key refused later (expired, revoked) signs the tab out. */
+  private connect(key: string): Api {
+    return createApi(location.origin, key, () => {
+      if (!this.api) return;
+      forgetKey();
+      this.api = undefined;
+      this.signInError = "Your key was refused (expired or revoked): sign in again.";
+    });
+  }
+
   private async signIn(event: SubmitEvent): Promise<void> {
     event.preventDefault();
     const key = (new FormData(event.target as HTMLFormElement).get("key") as string).trim();
-    const api = createApi(location.origin, key);
+    const api = this.connect(key);
     try {
       await api.apps.listApps({ pageSize: 1 });
       saveKey(key);

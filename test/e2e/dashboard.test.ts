@@ -68,6 +68,13 @@ describe("dashboard and widgets in a real browser", () => {
     await expect.poll(() => node.locator(".gpu .power").first().textContent(), { timeout: 10_000 }).toMatch(/\d+ W/);
     await dash.screenshot({ path: artifact("dashboard-overview.png"), fullPage: true });
     await dash.close();
+
+    // A key that expires while the tab is open signs it out.
+    const brief = await ngpu.keys.create({ name: "brief", scope: "read-only", expiresAt: Date.now() + 2000 });
+    const tab = await signedIn(brief.secret);
+    await tab.getByText("Your key was refused (expired or revoked): sign in again.").waitFor({ timeout: 15_000 });
+    expect(await tab.evaluate(() => sessionStorage.getItem("ngpu.apiKey"))).toBeNull();
+    await tab.close();
   });
 
   it("shows a submitted task's state and progress change live, then its detail: timeline, attempts, telemetry chart and cost", { timeout: 120_000 }, async () => {
