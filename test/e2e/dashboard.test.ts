@@ -69,9 +69,10 @@ describe("dashboard and widgets in a real browser", () => {
     await dash.screenshot({ path: artifact("dashboard-overview.png"), fullPage: true });
     await dash.close();
 
-    // A key that expires while the tab is open signs it out.
-    const brief = await ngpu.keys.create({ name: "brief", scope: "read-only", expiresAt: Date.now() + 2000 });
+    // A key revoked (or expired) while the tab is open signs it out.
+    const brief = await ngpu.keys.create({ name: "brief", scope: "read-only" });
     const tab = await signedIn(brief.secret);
+    await ngpu.keys.revoke(brief.key.id);
     await tab.getByText("Your key was refused (expired or revoked): sign in again.").waitFor({ timeout: 15_000 });
     expect(await tab.evaluate(() => sessionStorage.getItem("ngpu.apiKey"))).toBeNull();
     await tab.close();
