@@ -1,8 +1,7 @@
 import type { Command } from "commander";
 import { ConfigError, loadControlPlaneConfig } from "../../control-plane/config.js";
 import { startControlPlane } from "../../control-plane/control-plane.js";
-import { createStaticSite } from "../../control-plane/web/static-site.js";
-import { ensureDashboardBuilt } from "../../dashboard/build.js";
+import { dashboardSite } from "../dashboard-site.js";
 import { createApiKey, createEnrollmentToken, createWorkspace } from "../../control-plane/db/credentials.js";
 import { openDatabase } from "../../control-plane/db/database.js";
 import { createLogger } from "../../control-plane/log.js";
@@ -95,7 +94,9 @@ export function registerServerCommands(program: Command): void {
       const logger = createLogger({ level: process.env.NGPU_LOG_LEVEL ?? "info" });
       let cp;
       try {
-        cp = await startControlPlane(loadControlPlaneConfig(process.env), { logger, fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) });
+        const config = loadControlPlaneConfig(process.env);
+        const site = await dashboardSite(logger);
+        cp = await startControlPlane(config, { logger, ...(site ? { fallback: site } : {}) });
       } catch (err) {
         throw new CliError((err as Error).message, err instanceof ConfigError ? ExitCode.USAGE : ExitCode.FAILED);
       }

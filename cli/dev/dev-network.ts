@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type ControlPlane, startControlPlane } from "../../control-plane/control-plane.js";
-import { createStaticSite } from "../../control-plane/web/static-site.js";
-import { ensureDashboardBuilt } from "../../dashboard/build.js";
+import { dashboardSite } from "../dashboard-site.js";
 import { type ControlPlaneConfig, loadControlPlaneConfig } from "../../control-plane/config.js";
 import { createApiKey, createEnrollmentToken, createWorkspace, checkEnrollmentToken, verifyApiKey } from "../../control-plane/db/credentials.js";
 import type { Db } from "../../control-plane/db/database.js";
@@ -104,7 +103,8 @@ export async function startDevNetwork(options: DevNetworkOptions): Promise<DevNe
       database: { kind: "pglite", dataDir: join(dataDir, "pglite") },
       natsUrl,
     });
-    const cp = await startControlPlane(config, { logger, fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) });
+    const site = await dashboardSite(logger);
+    const cp = await startControlPlane(config, { logger, ...(site ? { fallback: site } : {}) });
     cleanup.push(() => cp.shutdown());
     const credentials = await ensureCredentials(cp.db, join(dataDir, "credentials.json"), cp.url);
 
