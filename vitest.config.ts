@@ -7,7 +7,7 @@ const corpusPresent = existsSync(new URL("../shared/fixtures/nvidia-smi", import
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "control-plane/**/*.test.ts", "worker/**/*.test.ts", "sdk/**/*.test.ts", "cli/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "control-plane/**/*.test.ts", "worker/**/*.test.ts", "sdk/**/*.test.ts", "cli/**/*.test.ts", "receipts/**/*.test.ts"],
     // Integration tests start servers and child processes; give them room on a 2-core box.
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -1,6 +1,7 @@
 import { file_ngpu_v1_app, AppService } from "../gen/ngpu/v1/app_pb.js";
 import { file_ngpu_v1_key, KeyService } from "../gen/ngpu/v1/key_pb.js";
 import { file_ngpu_v1_limits, LimitService } from "../gen/ngpu/v1/limits_pb.js";
+import { file_ngpu_v1_receipt, ReceiptService } from "../gen/ngpu/v1/receipt_pb.js";
 import { file_ngpu_v1_node, NodeService } from "../gen/ngpu/v1/node_pb.js";
 import { file_ngpu_v1_task, TaskService } from "../gen/ngpu/v1/task_pb.js";
 import { file_ngpu_v1_telemetry, TelemetryService } from "../gen/ngpu/v1/telemetry_pb.js";
@@ -18,6 +19,8 @@ import { createHealth } from "./api/health.js";
 import { createInputSchemaValidator } from "./api/input-schema.js";
 import { createKeyService } from "./api/key-service.js";
 import { createLimitService } from "./api/limit-service.js";
+import { createReceiptService } from "./api/receipt-service.js";
+import { loadReceiptSigner, startReceiptWriter } from "./receipts/receipt-writer.js";
 import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
@@ -112,6 +115,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
         router.service(LimitService, guarded(LimitService, createLimitService({ db, authenticate }), logger));
+        router.service(ReceiptService, guarded(ReceiptService, createReceiptService({ db, authenticate }), logger));
         router.service(UsageService, guarded(UsageService, createUsageService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(TelemetryService, guarded(TelemetryService, createTelemetryService({ db, authenticate, history }), logger));
@@ -119,7 +123,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         health.register(router);
         router.service(PoolService, guarded(PoolService, createPoolService({ db, authenticate }), logger));
         registerReflection(router, {
-          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_limits, file_ngpu_v1_pool, file_ngpu_v1_telemetry],
+          files: [file_ngpu_v1_task, file_ngpu_v1_app, file_ngpu_v1_node, file_ngpu_v1_usage, file_ngpu_v1_worker, file_ngpu_v1_webhook, file_ngpu_v1_webhook_event, file_ngpu_v1_key, file_ngpu_v1_limits, file_ngpu_v1_receipt, file_ngpu_v1_pool, file_ngpu_v1_telemetry],
         });
       },
     });
@@ -133,6 +137,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   }
 
   const scheduler = startScheduler({ db, bus, logger });
+  const receipts = startReceiptWriter({ db, logger, signer: await loadReceiptSigner(db) });
   const autoscaler = startAutoscaler({ db, bus, logger, ...(config.autoscalerIntervalMs ? { intervalMs: config.autoscalerIntervalMs } : {}) });
   const monitor = startNodeMonitor({ db, bus, logger, replicaId, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
   logger.info({ url: server.url }, "control plane listening");
@@ -157,6 +162,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         gateway.beginShutdown();
         clearInterval(compactTimer);
         await scheduler.shutdown();
+        await receipts.shutdown();
         await autoscaler.shutdown();
         await monitor.shutdown();
         await server.close();

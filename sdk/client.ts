@@ -4,6 +4,8 @@ import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
 import { type ApiKey, KeyScope, KeyService } from "../gen/ngpu/v1/key_pb.js";
 import { type GetLimitsResponse, LimitService, type WorkspaceLimits } from "../gen/ngpu/v1/limits_pb.js";
+import { ReceiptService } from "../gen/ngpu/v1/receipt_pb.js";
+import { createReceiptsApi, type ReceiptsApi } from "./receipts.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { PoolService, type ListScalingEventsResponse, type PoolStatus, type ScalingEvent } from "../gen/ngpu/v1/pool_pb.js";
 import { TaskService, type ListTasksResponse, type Task, type WatchTaskResponse } from "../gen/ngpu/v1/task_pb.js";
@@ -227,6 +229,8 @@ export interface NgpuClient {
   readonly keys: KeysApi;
   /** Concurrency, submit-rate and monthly spend limits of the workspace. */
   readonly limits: LimitsApi;
+  /** Verifiable usage receipts: fetch them, or fetch and check them here. */
+  readonly receipts: ReceiptsApi;
   /** Metering: usage summaries, records, CSV export, per-task cost, estimates, prices. */
   readonly usage: UsageApi;
   readonly pools: PoolsApi;
@@ -277,6 +281,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const webhookClient = createClient(WebhookService, owned.transport);
   const keyClient = createClient(KeyService, owned.transport);
   const limitClient = createClient(LimitService, owned.transport);
+  const receiptClient = createClient(ReceiptService, owned.transport);
   const usageClient = createClient(UsageService, owned.transport);
   const poolClient = createClient(PoolService, owned.transport);
 
@@ -484,6 +489,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     nodes,
     webhooks,
     keys,
+    receipts: createReceiptsApi(receiptClient, (o) => unary(o)),
     limits: {
       get: (opts) => limitClient.getLimits({}, unary(opts)),
       async set(l, opts) {

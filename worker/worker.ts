@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GpuSchema } from "../gen/ngpu/v1/gpu_pb.js";
-import type { AppSpec } from "../gen/ngpu/v1/worker_pb.js";
+import type { AppSpec, ConnectRequestSchema, FinishedSchema } from "../gen/ngpu/v1/worker_pb.js";
+import { usageClaimBytes } from "../receipts/usage-claim.js";
 import type { WorkerConfig } from "./config.js";
 import { type GpuInfo, type GpuReader, GpuReadError, type GpuReading } from "./gpu/gpu-reader.js";
 import { createNvidiaSmiReader } from "./gpu/nvidia-smi.js";
@@ -133,12 +134,27 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   };
 
   let session: ReturnType<typeof startControlSession> | undefined;
+  // Usage receipts: the worker signs what it measured for each attempt with its node key.
+  const gpuUuidsByAttempt = new Map<string, string[]>();
+  const signFinished = <M extends MessageInitShape<typeof ConnectRequestSchema>>(m: M): M => {
+    const body = m.message;
+    if (body?.case !== "taskUpdate" || body.value.update?.case !== "finished") return m;
+    const u = body.value;
+    const f = u.update!.value as MessageInitShape<typeof FinishedSchema>;
+    if (f.workerSignature && f.workerSignature.length > 0) return m;
+    const gpuUuids = gpuUuidsByAttempt.get(u.attemptId ?? "") ?? [];
+    gpuUuidsByAttempt.delete(u.attemptId ?? "");
+    const claim = { taskId: u.taskId ?? "", attemptId: u.attemptId ?? "", gpuUuids, startedAtMs: Number(f.startedAtMs ?? 0), endedAtMs: Number(f.endedAtMs ?? 0), gpuMs: Number(f.gpuMs ?? 0) };
+    f.gpuUuids = gpuUuids;
+    f.workerSignature = identity.sign(usageClaimBytes(claim));
+    return m;
+  };
   const runner = createTaskRunner({
     logger,
     pool,
     receiver,
     startInstance,
-    send: (m) => session?.send(m),
+    send: (m) => session?.send(signFinished(m)),
     ...(simulated ? { onGpuBusy: (indices: readonly number[], busy: boolean) => indices.forEach((i) => simulated.setBusy(i, busy)) } : {}),
   });
 
@@ -172,6 +188,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     onMessage: (message) => {
       const m = message.message;
       if (m.case === "assignment") {
+        gpuUuidsByAttempt.set(m.value.attemptId, m.value.gpuIndices.map((i) => gpus.find((g) => g.index === i)?.uuid ?? ""));
         if (state !== "RUNNING") {
           // Assigned while draining (the control plane had not heard yet): hand it straight back.
           runner.release(m.value);

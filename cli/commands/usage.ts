@@ -15,7 +15,9 @@ import {
   type ViewName,
 } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
-import { UsageError } from "../errors.js";
+import { CliError, ExitCode, UsageError } from "../errors.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { type ReceiptBundle, verifyReceiptBundle } from "../../sdk/receipts.js";
 import { formatDuration, formatTable, formatTime } from "../format.js";
 import { parseInteger } from "../parse.js";
 import { collect } from "./options.js";
@@ -282,5 +284,25 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
       }
       if (wantsJson(command)) return printJson(ctx, { providerShareBasisPoints: settings.providerShareBasisPoints });
       println(ctx.stdout, `providers get ${settings.providerShareBasisPoints / 100} % of GPU-time cost`);
+    });
+
+  usage
+    .command("verify")
+    .description("check the workspace's usage receipts here, trusting nothing the server says: signatures, the chain, and that every billed record is the one that was signed")
+    .option("--export <file>", "also write what was fetched to a file, to check later with --file")
+    .option("--file <file>", "check a file written by --export (offline: no server needed)")
+    .action(async (flags: { export?: string; file?: string }, command: Command) => {
+      const bundle = flags.file
+        ? (JSON.parse(readFileSync(flags.file, "utf8")) as ReceiptBundle)
+        : await ctx.client(command).receipts.fetch({ signal: ctx.signal });
+      if (flags.export) writeFileSync(flags.export, JSON.stringify(bundle) + "\n");
+      const result = verifyReceiptBundle(bundle);
+      if (wantsJson(command)) printJson(ctx, { ok: result.ok, receipts: result.receipts, problems: result.problems, unreceiptedRecords: bundle.unreceiptedRecords });
+      else {
+        for (const p of result.problems) println(ctx.stdout, `FAIL ${p}`);
+        println(ctx.stdout, result.ok ? `ok: ${result.receipts} receipts verify` : `${result.problems.length} problems in ${result.receipts} receipts`);
+        if (bundle.unreceiptedRecords > 0) println(ctx.stderr, `note: ${bundle.unreceiptedRecords} usage records have no receipt yet (receipts follow within a second)`);
+      }
+      if (!result.ok) throw new CliError("", ExitCode.FAILED);
     });
 }

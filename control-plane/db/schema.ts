@@ -362,7 +362,39 @@ export interface WebhookAttemptTable {
   duration_ms: number;
 }
 
+export interface AttemptClaimTable {
+  attempt_id: string;
+  claim: Json<Record<string, unknown>>;
+  /** base64url Ed25519 signature by the node key. */
+  signature: string;
+  node_public_key: string;
+}
+
+export interface ReceiptKeyTable {
+  id: string;
+  /** Raw Ed25519 public key, base64url. */
+  public_key: string;
+  private_key_pem: string;
+  created_at: DefaultedTimestamp;
+}
+
+export interface UsageReceiptTable {
+  workspace_id: string;
+  seq: number;
+  attempt_id: string;
+  body: string;
+  hash: string;
+  /** base64url. */
+  signature: string;
+  key_id: string;
+  created_at: DefaultedTimestamp;
+}
+
 export interface Database {
+  attempt_claims: AttemptClaimTable;
+  receipt_keys: ReceiptKeyTable;
+  usage_receipts: UsageReceiptTable;
+  receipt_queue: { attempt_id: string; queued_at: DefaultedTimestamp };
   /** Control-plane replicas and when each was last alive. */
   control_planes: ControlPlaneTable;
   workspaces: WorkspaceTable;

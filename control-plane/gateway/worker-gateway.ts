@@ -35,6 +35,7 @@ import {
   saveProgress,
 } from "../db/tasks.js";
 import { createBatcher } from "./batcher.js";
+import { type CheckedClaim, checkClaim, saveClaims } from "./usage-claims.js";
 import { encodePublicKey, newNonce, verifyProof } from "./node-proof.js";
 import { checkReportedWindow, createTokenBucket, DEFAULT_FLOOD_LIMIT, type FloodLimit, type TokenBucket } from "./stream-limits.js";
 import { assignmentMessage, cancelMessage } from "../dispatch/assignment.js";
@@ -85,6 +86,8 @@ const MAX_UPDATES_IN_FLIGHT = 512;
 
 interface Session {
   readonly nodeId: string;
+  /** The node key it proved (base64url): worker usage claims must verify with it. */
+  readonly publicKey: string;
   readonly gpuIndices: ReadonlySet<number>;
   /** Attempts sent to this worker and not yet finished: id → where updates must match. */
   readonly attempts: Map<string, AttemptRef>;
@@ -119,6 +122,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Task updates from all workers, written many per statement.
   const progressing = createBatcher((items: AttemptProgress[]) => markAttemptsProgressing(db, items));
   const plainFinishes = createBatcher((items: PlainFinish[]) => finishAttemptsPlainly(db, items));
+  const claims = createBatcher((items: CheckedClaim[]) => saveClaims(db, items));
   const finish = (ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> =>
     outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED"
       ? plainFinishes.add({ ref, outcome: { ...outcome, outcome: outcome.outcome } })
@@ -348,6 +352,10 @@ export function createGateway(options: GatewayOptions): Gateway {
           { sinceMs: session.observedSince.get(update.attemptId) ?? Date.now(), nowMs: Date.now() },
         );
         if (window.refused) reject(session, window.refused, update);
+        // What the worker signed goes on the attempt's receipt; kept before the attempt ends, so the receipt finds it.
+        const claim = checkClaim(update.taskId, update.attemptId, f, session.publicKey);
+        if (typeof claim === "string") reject(session, claim, update);
+        else if (outcome !== "RELEASED") await claims.add(claim);
         const result = await finish(ref, {
           outcome,
           output: f.output ? (toJson(ValueSchema, f.output) as JsonValue) : null,
@@ -443,6 +451,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const out = pushable<MessageInitShape<typeof ConnectResponseSchema>>({ objectMode: true });
       const session: Session = {
         nodeId,
+        publicKey: admission.publicKey,
         gpuIndices: new Set(gpus.map((g) => g.index)),
         attempts: new Map(),
         observedSince: new Map(),

@@ -13,6 +13,8 @@ import {
   type TaskUpdateSchema,
   WorkerService,
 } from "../../gen/ngpu/v1/worker_pb.js";
+import { sign } from "node:crypto";
+import { usageClaimBytes } from "../../receipts/usage-claim.js";
 import { newNodeKey, type TestNodeKey } from "./node-key.js";
 
 type Up = MessageInitShape<typeof ConnectRequestSchema>;
@@ -130,14 +132,22 @@ export async function startFakeWorker(
     coldStart: (a) => update(a, { case: "coldStart", value: {} }),
     finish: (a, outcome, o = {}) => {
       const now = Date.now();
+      // Signed like a real worker's: the usage claim, with the node key.
+      const gpuUuids = a.gpuIndices.map((i) => hello.gpus?.find((g) => g.index === i)?.uuid ?? "");
+      const startedAtMs = o.startedAtMs ?? now - 10;
+      const endedAtMs = o.endedAtMs ?? now;
+      const claim = { taskId: a.taskId, attemptId: a.attemptId, gpuUuids, startedAtMs, endedAtMs, gpuMs: (endedAtMs - startedAtMs) * gpuUuids.length };
       update(a, {
         case: "finished",
         value: {
           outcome,
           error: o.error ?? "",
           retryable: o.retryable ?? false,
-          startedAtMs: BigInt(o.startedAtMs ?? now - 10),
-          endedAtMs: BigInt(o.endedAtMs ?? now),
+          startedAtMs: BigInt(startedAtMs),
+          endedAtMs: BigInt(endedAtMs),
+          gpuMs: BigInt(claim.gpuMs),
+          gpuUuids,
+          workerSignature: new Uint8Array(sign(null, usageClaimBytes(claim), key.privateKey)),
           ...(outcome === Outcome.SUCCEEDED ? { output: { kind: { case: "stringValue", value: "done" } } } : {}),
         },
       });

@@ -37,4 +37,48 @@ export const securityMigrations: Record<string, Migration> = {
       );
     },
   },
+  "0302_security_receipts": {
+    async up(db: Kysely<any>): Promise<void> {
+      await runStatements(
+        db,
+        `
+        -- What the worker measured and signed for an attempt (receipts carry it).
+        CREATE TABLE attempt_claims (
+          attempt_id text PRIMARY KEY,
+          claim jsonb NOT NULL,
+          signature text NOT NULL,
+          node_public_key text NOT NULL
+        );
+        -- The control plane's receipt-signing keys, shared by every replica.
+        CREATE TABLE receipt_keys (
+          id text PRIMARY KEY,
+          public_key text NOT NULL,
+          private_key_pem text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- One receipt per usage record, chained per workspace.
+        CREATE TABLE usage_receipts (
+          workspace_id text NOT NULL,
+          seq bigint NOT NULL,
+          attempt_id text NOT NULL UNIQUE,
+          body text NOT NULL,
+          hash text NOT NULL,
+          signature text NOT NULL,
+          key_id text NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (workspace_id, seq)
+        );
+        -- Usage records waiting for their receipt, filled as records are written (the writer pops them).
+        CREATE TABLE receipt_queue (
+          attempt_id text PRIMARY KEY,
+          queued_at timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        -- On one line: statements are split at semicolons that end a line.
+        CREATE FUNCTION queue_usage_receipt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO receipt_queue (attempt_id) VALUES (NEW.attempt_id) ON CONFLICT DO NOTHING; RETURN NULL; END $$;
+        CREATE TRIGGER usage_records_queue_receipt AFTER INSERT ON usage_records FOR EACH ROW EXECUTE FUNCTION queue_usage_receipt();
+        INSERT INTO receipt_queue (attempt_id) SELECT attempt_id FROM usage_records
+        `,
+      );
+    },
+  },
 };
