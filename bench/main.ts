@@ -11,11 +11,12 @@ import { runThroughput, THROUGHPUT_DEFAULTS } from "./throughput.js";
 import { runWorkerBinary, WORKER_BINARY_DEFAULTS } from "./worker-binary.js";
 import { FAILOVER_DEFAULTS, runFailover } from "./failover.js";
 import { runWebhooks, WEBHOOKS_DEFAULTS } from "./webhooks.js";
+import { POOLS_DEFAULTS, runPools } from "./pools.js";
 
-const PARTS = ["latency", "throughput", "telemetry", "failover", "worker", "webhooks"] as const;
+const PARTS = ["latency", "throughput", "telemetry", "failover", "worker", "webhooks", "pools"] as const;
 type Part = (typeof PARTS)[number];
 
-const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|webhooks|all] [options]
+const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|webhooks|pools|all] [options]
 
 Parts (default all):
   latency      submit → start latency on an idle network (1 worker)
@@ -24,6 +25,7 @@ Parts (default all):
   failover     SIGKILL of a worker running a task → the task running on another node
   worker       the worker binary: size, start-up time, idle RSS
   webhooks     the outbox trigger's cost to batched task updates; delivery drain rate
+  pools        an elastic app pool on a simulated fleet of 200 workers under a burst of 5000 tasks
 
 Options:
   --runs N               repeat latency/throughput N times, print the median too (default 1)
@@ -37,6 +39,8 @@ Options:
   failover:   --trials N (20) --failover-workers N (3)
   worker:     --startup-runs N (20) --idle-seconds N (5) --build (rebuild dist/ngpu-worker first)
   webhooks:   --webhook-tasks N (10000) --webhook-rounds N (5) --webhook-deliveries N (5000)
+  pools:      --workers N (200) --worker-procs N (4) --tasks N (5000) --rate N tasks/s (200) --task-ms N (500)
+              --cold-start-ms N (2000) --pool-min N (2) --pool-max N (150) --target-delay-ms N (2000) --idle-ms N (5000)
 
 Environment:
   NGPU_BENCH_PG_URL            admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -84,6 +88,13 @@ async function main(): Promise<number> {
       "webhook-rounds": { type: "string" },
       "webhook-deliveries": { type: "string" },
       "keep-going": { type: "boolean" },
+      rate: { type: "string" },
+      "task-ms": { type: "string" },
+      "cold-start-ms": { type: "string" },
+      "pool-min": { type: "string" },
+      "pool-max": { type: "string" },
+      "target-delay-ms": { type: "string" },
+      "idle-ms": { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -197,6 +208,23 @@ async function main(): Promise<number> {
         printTable(`webhooks: ${String(r.variant)}`, Object.entries(r));
         emit(r);
       }
+    }
+    if (part === "pools") {
+      const d = POOLS_DEFAULTS;
+      await repeat("elastic pool under a burst", () =>
+        runPools({
+          workers: int(values, "workers", d.workers, 1, 1000),
+          workerProcs: int(values, "worker-procs", d.workerProcs, 1, 16),
+          tasks: int(values, "tasks", d.tasks, 1, 1_000_000),
+          rate: int(values, "rate", d.rate, 1, 100_000),
+          taskMs: int(values, "task-ms", d.taskMs, 0, 600_000),
+          coldStartMs: int(values, "cold-start-ms", d.coldStartMs, 0, 600_000),
+          minNodes: int(values, "pool-min", d.minNodes, 0, 10_000),
+          maxNodes: int(values, "pool-max", d.maxNodes, 1, 10_000),
+          targetQueueDelayMs: int(values, "target-delay-ms", d.targetQueueDelayMs, 1, 3_600_000),
+          idleTimeoutMs: int(values, "idle-ms", d.idleTimeoutMs, 0, 3_600_000),
+        }),
+      );
     }
     if (part === "worker") {
       const r = await runWorkerBinary({

@@ -59,6 +59,13 @@ describe("decide: scaling up", () => {
     expect(decide(state([p], ["n2"]), 1000).actions).toEqual([]);
   });
 
+  it("leaves tasks that just arrived to the scheduler, then warms nodes for a backlog before the target is reached", () => {
+    const p = pool({ members: [member("n0", { running: 1 })], running: 1, queued: 3, oldestQueuedAtMs: 1000 });
+    expect(decide(state([p], ["n2", "n3", "n4"]), 1050).actions).toEqual([]);
+    const d = decide(state([p], ["n2", "n3", "n4"]), 1200);
+    expect(of(d.actions, "scale_up")).toMatchObject({ nodeIds: ["n2", "n3", "n4"], reason: "3 tasks waiting, 0 free slots in the pool" });
+  });
+
   it("scales up when the oldest task has waited past the target queue delay", () => {
     const p = pool({ members: [member("n0")], queued: 1, oldestQueuedAtMs: 0 });
     const d = decide(state([p], ["n2"]), 600);

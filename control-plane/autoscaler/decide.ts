@@ -105,9 +105,13 @@ function wanted(pool: PoolView, policy: PoolPolicyRow, active: readonly MemberVi
     const freeSlots = active.reduce((sum, m) => sum + Math.max(0, slotsOf(m) - m.running), 0);
     const waitedMs = pool.oldestQueuedAtMs === undefined ? 0 : Math.max(0, nowMs - pool.oldestQueuedAtMs);
     // Tasks beyond the free slots would wait for a running one to end: warm nodes for them now,
-    // rather than after they have waited past the target.
+    // rather than after they have waited past the target. Only once the queue has lasted a
+    // quarter of the target, though (or the pool has no node at all): a task that arrived a
+    // moment ago is the scheduler's to place, and counting it would grow the pool with every
+    // burst of arrivals.
     const beyond = pool.queued - freeSlots;
-    if (beyond > 0 || waitedMs >= policy.targetQueueDelayMs) {
+    const backlog = beyond > 0 && (active.length === 0 || waitedMs >= policy.targetQueueDelayMs / 4);
+    if (backlog || waitedMs >= policy.targetQueueDelayMs) {
       // Slots a joining node adds: the smallest among nodes that fit, so the estimate errs towards more nodes.
       const perNode = pool.fits.size === 0 ? 1 : Math.max(1, Math.min(...pool.fits.values()));
       const byDelay = active.length + Math.ceil(Math.max(1, beyond) / perNode);

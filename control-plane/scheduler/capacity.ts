@@ -29,7 +29,10 @@ export async function loadNodeCapacity(db: Db): Promise<NodeCapacity[]> {
       SELECT count(*)::int AS running, jsonb_agg(a.gpu_indices) AS busy
       FROM attempts a WHERE a.node_id = n.id AND a.ended_at IS NULL
     ) l
-    WHERE n.state = 'ONLINE' AND n.gateway_id IS NOT NULL`.execute(db);
+    WHERE n.state = 'ONLINE' AND n.gateway_id IS NOT NULL
+    -- A stable order breaks ties the same way every round: among equally idle nodes the same ones
+    -- get work, so a pool's surplus nodes stay idle long enough to be released.
+    ORDER BY n.id`.execute(db);
   return rows.rows.map((n) => ({
     id: n.id,
     gpus: n.gpus.map((g) => ({ index: g.index, model: g.model.toLowerCase(), memoryTotalBytes: g.memoryTotalBytes })),
