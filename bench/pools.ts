@@ -40,7 +40,7 @@ export const POOLS_DEFAULTS: PoolsOptions = {
   idleTimeoutMs: 5000,
 };
 
-const POLL_MS = 100;
+const POLL_MS = 200;
 
 export async function runPools(o: PoolsOptions): Promise<Result> {
   const scope = new Scope();
@@ -77,7 +77,12 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
     let lastSeenAboveMin = 0;
     const sampler = (async () => {
       while (sampling) {
-        const s = await client.pools.status("burst");
+        // A busy control plane may refuse a status call (UNAVAILABLE); the next poll tries again.
+        const s = await client.pools.status("burst").catch(() => undefined);
+        if (!s) {
+          await sleep(POLL_MS);
+          continue;
+        }
         const members = s.members.length;
         peakMembers = Math.max(peakMembers, members);
         if (members > o.minNodes) lastSeenAboveMin = Date.now();
@@ -99,7 +104,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
       const wait = due - Date.now();
       if (wait > 0) await sleep(wait);
       const p = client.tasks
-        .submit({ app: "burst", input: { seconds, i } })
+        .submit({ app: "burst", input: { seconds, steps: 1, i } })
         .then(({ task }) => void ids.push(task.id))
         .catch((err: Error) => void submitErrors.push(err.message))
         .finally(() => inFlight.delete(p));
@@ -119,7 +124,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
     );
     const lastEnd = Number((await net.sql.query(`SELECT (extract(epoch FROM max(ended_at)) * 1000)::float8 AS t FROM tasks WHERE app_id = $1`, [app.id])).rows[0].t);
     // Back to the minimum: idle timeout, then released a step per round.
-    await waitFor("the pool back at its minimum", async () => ((await client.pools.status("burst")).members.length <= o.minNodes ? true : undefined), 300_000, 100);
+    await waitFor("the pool back at its minimum", async () => ((await client.pools.status("burst").catch(() => undefined))?.members.length ?? Infinity) <= o.minNodes ? true : undefined, 300_000, 100);
     const backAtMin = Date.now();
     sampling = false;
     await sampler;
@@ -167,6 +172,11 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
       peak_pool_nodes: Math.max(peakMembers, peakByEvents),
       max_distinct_nodes_running_at_once: maxDistinct,
       cold_starts_during_burst: coldStarts,
+      scaling_events: Object.entries(
+        events.rows.filter((e) => e.at >= burstStart).reduce<Record<string, number>>((acc, e) => ((acc[e.kind] = (acc[e.kind] ?? 0) + 1), acc), {}),
+      )
+        .map(([k, n]) => `${k} ${n}`)
+        .join(", "),
       pool_warm_after_ms: warmAt === undefined ? null : warmAt - burstStart,
       queue_delay_all_p50_ms: r2(qAll.p50),
       queue_delay_all_p99_ms: r2(qAll.p99),

@@ -26,7 +26,7 @@ export interface AutoscalerOptions {
   readonly logger: Logger;
   /** A round runs this often without a wake-up. Default 1000 ms. */
   readonly intervalMs?: number;
-  /** Rounds woken by signals (a task arrived, one ended) run at most this often. Default 250 ms (or intervalMs if shorter). */
+  /** Rounds woken by signals (a task arrived, one ended) run at most this often. Default 500 ms (or intervalMs if shorter). */
   readonly minRoundGapMs?: number;
   /** WarmApp is sent again to a member that has not reported ready after this long. Default 10000 ms. */
   readonly warmResendMs?: number;
@@ -115,7 +115,7 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
   const { db, bus, logger } = options;
   const log = logger.child({ component: "autoscaler" });
   const intervalMs = options.intervalMs ?? 1_000;
-  const minGapMs = options.minRoundGapMs ?? Math.min(250, intervalMs);
+  const minGapMs = options.minRoundGapMs ?? Math.min(500, intervalMs);
   const warmResendMs = options.warmResendMs ?? 10_000;
   let stopped = false;
   let pending = false;
@@ -145,7 +145,6 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
       const nowMs = Date.now();
       const decision = decide(buildState(apps, members, load, capacity, nowMs), nowMs);
 
-      await sql`SELECT pg_advisory_xact_lock(${SCHEDULER_LOCK_KEY})`.execute(tx);
       const messages: Array<[string, ConnectResponse]> = [];
       const events: NewScalingEvent[] = [];
       const appById = new Map(apps.map((a) => [a.id, a]));
@@ -154,8 +153,36 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
         SELECT 1 FROM attempts a WHERE a.node_id = pool_members.node_id AND a.app_id = ${appId} AND a.ended_at IS NULL)`;
       const applied: ScalingAction[] = [];
 
-      for (const action of decision.actions) {
+      // Members the node already reports warm (a ready instance from before, or an AppReady we missed).
+      await sql`
+        UPDATE pool_members pm SET state = 'warm', since = now()
+        FROM nodes n WHERE n.id = pm.node_id AND pm.state = 'cold_starting' AND n.warm_app_ids ? pm.app_id
+          AND pm.app_id IN (${sql.join(ids)})`.execute(tx);
+      // WarmApp is a signal, not the record: send it again to members that never answered.
+      const silent = members.filter((m) => m.state === "cold_starting" && m.online && !m.warm_on_node && m.warm_sent_ms >= warmResendMs);
+      if (silent.length > 0) {
+        await tx.updateTable("pool_members").set({ warm_sent_at: sql`now()` as never }).where("node_id", "in", silent.map((m) => m.node_id)).execute();
+        for (const m of silent) messages.push([m.node_id, warmMessage(appById.get(m.app_id)!, m.gpu_indices)]);
+      }
+      const targets = [...decision.desired].map(([appId, n]) => sql`(${appId}, ${n})`);
+      if (targets.length > 0) {
+        await sql`
+          INSERT INTO pool_targets (app_id, desired_nodes) VALUES ${sql.join(targets)}
+          ON CONFLICT (app_id) DO UPDATE SET desired_nodes = excluded.desired_nodes, updated_at = now()
+          WHERE pool_targets.desired_nodes <> excluded.desired_nodes`.execute(tx);
+      }
+      // Nodes leave last, under the scheduler's lock (held to the commit): a node must not leave
+      // while a task of the app is being placed on it. Joining and releasing need no lock (a
+      // member that takes one more task while turning to releasing stays until it ends), so
+      // the scheduler waits only when a node actually leaves.
+      const leavingLast = [...decision.actions].sort((a, b) => Number(a.kind === "leave" || a.kind === "scale_down") - Number(b.kind === "leave" || b.kind === "scale_down"));
+      let locked = false;
+      for (const action of leavingLast) {
         const app = appById.get(action.appId)!;
+        if ((action.kind === "leave" || action.kind === "scale_down") && !locked) {
+          await sql`SELECT pg_advisory_xact_lock(${SCHEDULER_LOCK_KEY})`.execute(tx);
+          locked = true;
+        }
         if (action.kind === "leave" || action.kind === "scale_down") {
           let query = tx.deleteFrom("pool_members").where("app_id", "=", action.appId).where("node_id", "in", action.nodeIds).where(idleGuard(action.appId));
           if (action.kind === "leave") query = query.where("state", "=", "releasing");
@@ -184,25 +211,7 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
         }
       }
 
-      // Members the node already reports warm (a ready instance from before, or an AppReady we missed).
-      await sql`
-        UPDATE pool_members pm SET state = 'warm', since = now()
-        FROM nodes n WHERE n.id = pm.node_id AND pm.state = 'cold_starting' AND n.warm_app_ids ? pm.app_id
-          AND pm.app_id IN (${sql.join(ids)})`.execute(tx);
-      // WarmApp is a signal, not the record: send it again to members that never answered.
-      const silent = members.filter((m) => m.state === "cold_starting" && m.online && !m.warm_on_node && m.warm_sent_ms >= warmResendMs);
-      if (silent.length > 0) {
-        await tx.updateTable("pool_members").set({ warm_sent_at: sql`now()` as never }).where("node_id", "in", silent.map((m) => m.node_id)).execute();
-        for (const m of silent) messages.push([m.node_id, warmMessage(appById.get(m.app_id)!, m.gpu_indices)]);
-      }
       await recordScalingEvents(tx, events);
-      const targets = [...decision.desired].map(([appId, n]) => sql`(${appId}, ${n})`);
-      if (targets.length > 0) {
-        await sql`
-          INSERT INTO pool_targets (app_id, desired_nodes) VALUES ${sql.join(targets)}
-          ON CONFLICT (app_id) DO UPDATE SET desired_nodes = excluded.desired_nodes, updated_at = now()
-          WHERE pool_targets.desired_nodes <> excluded.desired_nodes`.execute(tx);
-      }
       return { messages, applied };
     });
     if (!outcome) return [];

@@ -42,7 +42,7 @@ export async function startBuiltinInstance(name: string, env: Readonly<Record<st
 
 /**
  * Runs a builtin app. "echo" returns its input at once. "sleep" waits
- * input.seconds (default 1), reporting progress in ten steps, and stops early
+ * input.seconds (default 1), reporting progress in input.steps steps (default 10), and stops early
  * when aborted; input.fail makes it fail with that message, to exercise errors.
  */
 export async function runBuiltin(
@@ -58,7 +58,8 @@ export async function runBuiltin(
   if (typeof seconds !== "number" || !(seconds >= 0 && seconds <= MAX_SLEEP_SECONDS)) {
     return { status: "failed", code: "invalid_input", error: `seconds: must be a number from 0 to ${MAX_SLEEP_SECONDS}`, logs: "" };
   }
-  const steps = 10;
+  // input.steps: how many progress reports (1-100, default 10); fewer make a lighter load for benchmarks.
+  const steps = typeof input.steps === "number" && Number.isInteger(input.steps) && input.steps >= 1 && input.steps <= 100 ? input.steps : 10;
   for (let step = 1; step <= steps; step++) {
     try {
       await sleep((seconds * 1000) / steps, undefined, { signal });
