@@ -41,6 +41,7 @@ Options:
   webhooks:   --webhook-tasks N (10000) --webhook-rounds N (5) --webhook-deliveries N (5000)
   pools:      --workers N (200) --worker-procs N (4) --tasks N (5000) --rate N tasks/s (200) --task-ms N (500)
               --cold-start-ms N (2000) --pool-min N (2) --pool-max N (150) --target-delay-ms N (2000) --idle-ms N (5000)
+              --no-pool (baseline: the same burst for an app without a pool)
 
 Environment:
   NGPU_BENCH_PG_URL            admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -95,6 +96,7 @@ async function main(): Promise<number> {
       "pool-max": { type: "string" },
       "target-delay-ms": { type: "string" },
       "idle-ms": { type: "string" },
+      "no-pool": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -223,6 +225,7 @@ async function main(): Promise<number> {
           maxNodes: int(values, "pool-max", d.maxNodes, 1, 10_000),
           targetQueueDelayMs: int(values, "target-delay-ms", d.targetQueueDelayMs, 1, 3_600_000),
           idleTimeoutMs: int(values, "idle-ms", d.idleTimeoutMs, 0, 3_600_000),
+          noPool: values["no-pool"] === true,
         }),
       );
     }

@@ -25,6 +25,8 @@ export interface PoolsOptions {
   readonly maxNodes: number;
   readonly targetQueueDelayMs: number;
   readonly idleTimeoutMs: number;
+  /** Baseline: the same burst on the same fleet for an app without a pool. */
+  readonly noPool?: boolean;
 }
 
 export const POOLS_DEFAULTS: PoolsOptions = {
@@ -60,7 +62,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
       runtime: { builtin: { name: "sleep" } },
       gpu: { count: 1 },
       env: { COLD_START_MS: String(o.coldStartMs) },
-      pool: {
+      pool: o.noPool ? undefined : {
         minNodes: o.minNodes,
         maxNodes: o.maxNodes,
         idleTimeoutMs: o.idleTimeoutMs,
@@ -68,7 +70,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
         scaleDownStep: Math.max(1, Math.ceil(o.maxNodes / 10)),
       },
     });
-    await waitFor("the minimum warm", async () => ((await client.pools.status("burst")).warmNodes >= o.minNodes ? true : undefined), 60_000, 100);
+    if (!o.noPool) await waitFor("the minimum warm", async () => ((await client.pools.status("burst")).warmNodes >= o.minNodes ? true : undefined), 60_000, 100);
 
     // Watch the pool while the burst runs.
     let sampling = true;
@@ -124,7 +126,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
     );
     const lastEnd = Number((await net.sql.query(`SELECT (extract(epoch FROM max(ended_at)) * 1000)::float8 AS t FROM tasks WHERE app_id = $1`, [app.id])).rows[0].t);
     // Back to the minimum: idle timeout, then released a step per round.
-    await waitFor("the pool back at its minimum", async () => ((await client.pools.status("burst").catch(() => undefined))?.members.length ?? Infinity) <= o.minNodes ? true : undefined, 300_000, 100);
+    if (!o.noPool) await waitFor("the pool back at its minimum", async () => ((await client.pools.status("burst").catch(() => undefined))?.members.length ?? Infinity) <= o.minNodes ? true : undefined, 300_000, 100);
     const backAtMin = Date.now();
     sampling = false;
     await sampler;
@@ -157,6 +159,7 @@ export async function runPools(o: PoolsOptions): Promise<Result> {
     const succeeded = tasks.rows.filter((t) => t.state === "SUCCEEDED").length;
     return {
       part: "pools",
+      variant: o.noPool ? "baseline: same burst, app without a pool" : "pooled app",
       workers: fleet.reduce((n, w) => n + w.nodeIds.length, 0),
       worker_procs: o.workerProcs,
       fleet_join_ms: r2(joinMs),
