@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { AppService, type App, type ListAppsResponse } from "../gen/ngpu/v1/app_pb.js";
 import { NodeService, type ListNodesResponse, type Node } from "../gen/ngpu/v1/node_pb.js";
@@ -19,6 +20,7 @@ import {
   type WebhookEventType,
 } from "../gen/ngpu/v1/webhook_pb.js";
 import { UsageService } from "../gen/ngpu/v1/usage_pb.js";
+import { TelemetryService, type GetNodeTelemetryResponse, type GpuTelemetrySeries } from "../gen/ngpu/v1/telemetry_pb.js";
 import { paginate } from "./paging.js";
 import {
   deployAppRequest,
@@ -100,6 +102,13 @@ export interface SubmitResult {
   readonly created: boolean;
   /** The task's webhook with its signing secret, when one was asked for. */
   readonly webhook?: Webhook | undefined;
+}
+
+export interface TelemetryApi {
+  /** The readings of the GPUs a task held, over each attempt (at most `maxPoints` per GPU; default 500). */
+  task(taskId: string, init?: { maxPoints?: number }, options?: CallOptions): Promise<GpuTelemetrySeries[]>;
+  /** A node's readings over [start, end) (end default now), averaged to at most `maxPoints` per GPU. */
+  node(nodeId: string, init: { start: Date; end?: Date; maxPoints?: number }, options?: CallOptions): Promise<GetNodeTelemetryResponse>;
 }
 
 export interface WebhooksApi {
@@ -226,6 +235,8 @@ export interface NgpuClient {
   readonly tasks: TasksApi;
   readonly nodes: NodesApi;
   readonly webhooks: WebhooksApi;
+  /** GPU readings over time: a task's GPUs during its attempts, or a node over a range. */
+  readonly telemetry: TelemetryApi;
   readonly keys: KeysApi;
   /** Concurrency, submit-rate and monthly spend limits of the workspace. */
   readonly limits: LimitsApi;
@@ -279,6 +290,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   const appClient = createClient(AppService, owned.transport);
   const nodeClient = createClient(NodeService, owned.transport);
   const webhookClient = createClient(WebhookService, owned.transport);
+  const telemetryClient = createClient(TelemetryService, owned.transport);
   const keyClient = createClient(KeyService, owned.transport);
   const limitClient = createClient(LimitService, owned.transport);
   const receiptClient = createClient(ReceiptService, owned.transport);
@@ -483,11 +495,24 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     },
   };
 
+  const telemetry: TelemetryApi = {
+    async task(taskId, init, opts) {
+      return (await telemetryClient.getTaskTelemetry({ taskId, maxPoints: init?.maxPoints ?? 0 }, unary(opts))).series;
+    },
+    node(nodeId, init, opts) {
+      return telemetryClient.getNodeTelemetry(
+        { nodeId, startTime: timestampFromDate(init.start), ...(init.end ? { endTime: timestampFromDate(init.end) } : {}), maxPoints: init.maxPoints ?? 0 },
+        unary(opts),
+      );
+    },
+  };
+
   return {
     apps,
     tasks,
     nodes,
     webhooks,
+    telemetry,
     keys,
     receipts: createReceiptsApi(receiptClient, (o) => unary(o)),
     limits: {

@@ -31,6 +31,7 @@ export {
   type TasksApi,
   type WaitOptions,
   type WebhooksApi,
+  type TelemetryApi,
 } from "./client.js";
 export { DEFAULT_WEBHOOK_TOLERANCE_SECONDS, verifyWebhook, WebhookSignatureError, type VerifyWebhookInit } from "./webhook-signature.js";
 export type { NgpuHttpVersion, NgpuProtocol } from "./transport.js";
@@ -157,3 +158,4 @@ export {
   type WebhookAttempt,
 } from "../gen/ngpu/v1/webhook_pb.js";
 export { WebhookEventSchema, type WebhookEvent } from "../gen/ngpu/v1/webhook_event_pb.js";
+export { TelemetryService, type GpuTelemetrySeries, type TelemetryPoint, type GetNodeTelemetryResponse } from "../gen/ngpu/v1/telemetry_pb.js";

@@ -18,7 +18,7 @@ export function alignSeries(
   const index = new Map(x.map((t, i) => [t, i]));
   const lines: ChartSeries[] = [];
   series.forEach((s, i) => {
-    const name = series.length > 1 ? ` GPU ${s.gpuIndex}${s.attemptId ? ` (${s.attemptId.slice(-6)})` : ""}` : "";
+    const name = series.length > 1 || metrics.length === 1 ? ` ${s.gpuIndex}${s.attemptId ? ` (${s.attemptId.slice(-6)})` : ""}` : "";
     metrics.forEach((m, j) => {
       const values: Array<number | null> = new Array(x.length).fill(null);
       for (const p of s.points) {

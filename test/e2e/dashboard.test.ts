@@ -66,6 +66,9 @@ describe("dashboard and widgets in a real browser", () => {
     const temps = await watchValues(() => node.locator(".gpu .temp").first().textContent(), (v) => /°C/.test(v ?? ""), 15_000);
     expect(temps.at(-1)).toMatch(/^\d+ °C$/);
     await expect.poll(() => node.locator(".gpu .power").first().textContent(), { timeout: 10_000 }).toMatch(/\d+ W/);
+    // And the last ten minutes of each GPU's utilisation, from the telemetry history.
+    await node.locator("ngpu-chart.history canvas").waitFor({ timeout: 15_000 });
+    expect(await node.locator("ngpu-chart.history .u-legend").textContent()).toContain("GPU 1");
     await dash.screenshot({ path: artifact("dashboard-overview.png"), fullPage: true });
     await dash.close();
 

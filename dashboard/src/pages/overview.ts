@@ -2,12 +2,19 @@ import { css, html, LitElement } from "lit";
 import { type Node, NodeState } from "../../../gen/ngpu/v1/node_pb.js";
 import type { Api } from "../api.js";
 import { bytes, percent } from "../format.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { GpuTelemetrySeries } from "../../../gen/ngpu/v1/telemetry_pb.js";
+import "../components/chart.js";
 import { Poller } from "../poll.js";
 import { shared } from "../styles.js";
+import { alignSeries } from "../telemetry-series.js";
+
+/** The window of each node's utilisation chart. */
+const HISTORY_MS = 10 * 60_000;
 
 /** Nodes and their GPUs with live utilisation, VRAM, temperature and power (polled every second). */
 export class OverviewPage extends LitElement {
-  static override properties = { api: { attribute: false }, nodes: { state: true }, error: { state: true }, lastUpdate: { state: true } };
+  static override properties = { api: { attribute: false }, nodes: { state: true }, history: { state: true }, error: { state: true }, lastUpdate: { state: true } };
   static override styles = [
     shared,
     css`
@@ -21,12 +28,15 @@ export class OverviewPage extends LitElement {
   declare nodes: Node[] | undefined;
   declare error: string;
   declare lastUpdate: Date | undefined;
+  /** Each node's last ten minutes (GetNodeTelemetry), refreshed every 5 s. */
+  declare history: Map<string, GpuTelemetrySeries[]>;
 
   constructor() {
     super();
     this.nodes = undefined;
     this.error = "";
     this.lastUpdate = undefined;
+    this.history = new Map();
     new Poller(this, 1000, async () => {
       try {
         const res = await this.api.nodes.listNodes({ pageSize: 100 });
@@ -36,6 +46,14 @@ export class OverviewPage extends LitElement {
       } catch (err) {
         this.error = (err as Error).message;
       }
+    });
+    new Poller(this, 5000, async () => {
+      const nodes = this.nodes ?? (await this.api.nodes.listNodes({ pageSize: 100 })).nodes;
+      const start = timestampFromDate(new Date(Date.now() - HISTORY_MS));
+      const answers = await Promise.all(
+        nodes.map((n) => this.api.telemetry.getNodeTelemetry({ nodeId: n.id, startTime: start, maxPoints: 120 }).then((r) => [n.id, r.series] as const, () => undefined)),
+      );
+      this.history = new Map(answers.filter((a) => a !== undefined));
     });
   }
 
@@ -53,6 +71,13 @@ export class OverviewPage extends LitElement {
       <div class="grid">${(nodes ?? []).map((n) => this.node(n))}</div>`;
   }
 
+  private chart(node: Node) {
+    const series = this.history.get(node.id);
+    if (!series || series.length === 0) return "";
+    const { x, lines } = alignSeries(series, [{ label: "GPU", scale: "%", pick: (p) => p.utilizationPercent }]);
+    return html`<ngpu-chart class="history" .x=${x} .series=${lines} .axes=${[{ scale: "%", label: "util % (10 min)", range: [0, 100] }]} .height=${130}></ngpu-chart>`;
+  }
+
   private node(node: Node) {
     return html`<div class="card node" data-node=${node.id}>
       <div class="node-head">
@@ -60,6 +85,7 @@ export class OverviewPage extends LitElement {
         <span class="muted">${NodeState[node.state]?.toLowerCase()} · ${node.runningTasks} running · reliability ${Math.round(node.reliability * 100)} %</span>
       </div>
       <div class="muted mono">${node.id}</div>
+      ${this.chart(node)}
       ${node.gpuError ? html`<div class="error">${node.gpuError}</div>` : ""}
       ${node.gpus.map((gpu) => {
         const t = node.telemetry.find((r) => r.index === gpu.index);
