@@ -22,6 +22,8 @@ export interface ControlPlaneConfig {
   readonly autoscalerIntervalMs?: number;
   /** Messages per second one worker stream may send; default 5000/s with bursts of 20000. */
   readonly workerFloodLimit?: FloodLimit;
+  /** Webhooks may reach loopback and private addresses (NGPU_WEBHOOK_ALLOW_PRIVATE=1); default no. */
+  readonly webhookAllowPrivateTargets?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -36,6 +38,13 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   return value;
+}
+
+function flag(env: Env, name: string): boolean {
+  const raw = (env[name] ?? "").toLowerCase();
+  if (raw === "" || raw === "0" || raw === "false") return false;
+  if (raw === "1" || raw === "true") return true;
+  throw new ConfigError(`${name} must be 1 or 0, got ${JSON.stringify(env[name])}`);
 }
 
 /** Splits "host:port" (IPv6 in brackets). */
@@ -77,6 +86,7 @@ export function loadControlPlaneConfig(env: Env, defaults: { database?: Database
     lostAfterMs: integer(env, "NGPU_LOST_AFTER_MS", 3_000, 300, 600_000),
     reconnectGraceMs: integer(env, "NGPU_RECONNECT_GRACE_MS", 1_000, 0, 600_000),
     logLevel: env.NGPU_LOG_LEVEL || "info",
+    webhookAllowPrivateTargets: flag(env, "NGPU_WEBHOOK_ALLOW_PRIVATE"),
     autoscalerIntervalMs: integer(env, "NGPU_AUTOSCALER_INTERVAL_MS", 1_000, 50, 600_000),
     workerFloodLimit: {
       perSecond: integer(env, "NGPU_WORKER_MAX_MESSAGES_PER_SECOND", 5_000, 10, 1_000_000),

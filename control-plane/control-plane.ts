@@ -98,7 +98,11 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const inputSchemas = createInputSchemaValidator();
   const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs, ...(config.workerFloodLimit ? { floodLimit: config.workerFloodLimit } : {}) });
   const health = createHealth();
-  const webhooks = startWebhookDeliverer({ db, logger, options: deps.webhooks });
+  const webhooks = startWebhookDeliverer({
+    db,
+    logger,
+    options: { ...deps.webhooks, allowPrivateTargets: deps.webhooks?.allowPrivateTargets ?? config.webhookAllowPrivateTargets ?? false },
+  });
 
   let server: RpcServer;
   try {

@@ -104,7 +104,8 @@ export async function startDevNetwork(options: DevNetworkOptions): Promise<DevNe
       natsUrl,
     });
     const site = await dashboardSite(logger);
-    const cp = await startControlPlane(config, { logger, ...(site ? { fallback: site } : {}) });
+    // A local network's webhooks go to local receivers.
+    const cp = await startControlPlane(config, { logger, webhooks: { allowPrivateTargets: true }, ...(site ? { fallback: site } : {}) });
     cleanup.push(() => cp.shutdown());
     const credentials = await ensureCredentials(cp.db, join(dataDir, "credentials.json"), cp.url);
 

@@ -4,6 +4,7 @@ import { type AttemptResult, type ClaimedDelivery, claimDueDeliveries, recordAtt
 import type { Logger } from "../log.js";
 import { webhookRetryDelayMs } from "./backoff.js";
 import { webhookEventBody } from "./event-body.js";
+import { postWebhook } from "./post.js";
 import { signWebhook, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER } from "./signature.js";
 
 /** Delivery settings; every field has a default. */
@@ -23,6 +24,11 @@ export interface WebhookDeliveryOptions {
   readonly retryBaseMs?: number;
   /** Longest wait between tries, in ms. Default 1 h. */
   readonly retryMaxMs?: number;
+  /**
+   * May webhooks reach loopback and private addresses? Default false: on a shared network a
+   * key holder must not make the control plane probe its own network. A local network allows it.
+   */
+  readonly allowPrivateTargets?: boolean;
 }
 
 export interface WebhookDeliverer {
@@ -47,6 +53,7 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
   const maxAttempts = o.maxAttempts ?? 12;
   const retryBaseMs = o.retryBaseMs ?? 1_000;
   const retryMaxMs = o.retryMaxMs ?? 3_600_000;
+  const allowPrivateTargets = o.allowPrivateTargets ?? false;
   // Long enough that a send still in flight is never claimed twice.
   const leaseMs = timeoutMs + 5_000;
 
@@ -60,9 +67,9 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
     let statusCode = 0;
     let error = "";
     try {
-      const response = await fetch(delivery.url, {
-        method: "POST",
-        headers: {
+      const response = await postWebhook(
+        delivery.url,
+        {
           "content-type": "application/json",
           "user-agent": "ngpu-webhooks/1",
           [WEBHOOK_ID_HEADER]: delivery.id,
@@ -70,16 +77,14 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
           [WEBHOOK_SIGNATURE_HEADER]: signWebhook(delivery.secret, timestamp, body),
         },
         body,
-        // A redirect is an answer, not an instruction: following it would send the signed event elsewhere.
-        redirect: "manual",
-        signal: AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]),
-      });
+        { signal: AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]), allowPrivate: allowPrivateTargets },
+      );
       statusCode = response.status;
-      const text = await response.text();
-      if (statusCode < 200 || statusCode > 299) error = `HTTP ${statusCode}${text ? `: ${text.slice(0, 200)}` : ""}`;
+      if (statusCode < 200 || statusCode > 299) error = `HTTP ${statusCode}${response.text ? `: ${response.text}` : ""}`;
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
-      error = e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : `${e.message}${e.cause?.message ? `: ${e.cause.message}` : ""}`;
+      const timedOut = e.name === "TimeoutError" || (e.name === "AbortError" && (e.cause as { name?: string } | undefined)?.name === "TimeoutError");
+      error = timedOut ? `no answer within ${timeoutMs} ms` : `${e.message}${e.cause?.message ? `: ${e.cause.message}` : ""}`;
     }
     const delivered = error === "";
     return {

@@ -267,6 +267,34 @@ describe("webhooks", () => {
     }
   });
 
+  it("on a network that keeps webhooks off private addresses, loopback targets are refused and logged, by address and by name", async () => {
+    const shared = await startTestNetwork({ webhooks: { allowPrivateTargets: false, pollIntervalMs: 50, retryBaseMs: 200, retryMaxMs: 400 } });
+    const receiver = await startReceiver();
+    const sharedClient = client(shared.url, shared.apiKey);
+    const sharedWorker = await startTestWorker(shared);
+    try {
+      await sharedClient.apps.deploy({ name: "echo", runtime: builtin("echo") });
+      const port = new URL(receiver.url).port;
+      const byAddress = await sharedClient.tasks.submit({ app: "echo", webhook: { url: `http://127.0.0.1:${port}/x`, events: [WebhookEventType.COMPLETED] } });
+      const byName = await sharedClient.tasks.submit({ app: "echo", webhook: { url: `http://localhost:${port}/x`, events: [WebhookEventType.COMPLETED] } });
+      for (const [task, error] of [
+        [byAddress.task, "127.0.0.1 is a private address"],
+        [byName.task, /^localhost resolves to a private address/],
+      ] as const) {
+        expect((await sharedClient.tasks.wait(task.id)).state).toBe(TaskState.SUCCEEDED);
+        const d = await eventually(async () => (await sharedClient.webhooks.deliveries({ taskId: task.id })).deliveries.find((x) => x.attemptCount >= 1 && x.lastError));
+        expect(d.lastStatusCode).toBe(0);
+        expect(d.lastError).toMatch(error);
+      }
+      expect(receiver.received).toHaveLength(0);
+    } finally {
+      await sharedWorker.shutdown(0);
+      await sharedClient.close();
+      await receiver.close();
+      await shared.close();
+    }
+  });
+
   it("refuses bad input naming the field, and keeps each workspace's webhooks to itself", async () => {
     const bad = async (p: Promise<unknown>) => {
       const err = await p.then(

@@ -63,7 +63,8 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
   const replicas: ControlPlane[] = [];
   const deps = {
     logger,
-    ...(options.webhooks ? { webhooks: options.webhooks } : {}),
+    // Test receivers listen on loopback.
+    webhooks: { allowPrivateTargets: true, ...options.webhooks },
     ...(options.dashboard ? { fallback: createStaticSite({ dir: await ensureDashboardBuilt() }) } : {}),
   };
   const cp = await startControlPlane(config, deps);
