@@ -206,4 +206,16 @@ describe("decide: several apps", () => {
     expect(of(d.actions, "release", "hog")?.nodeIds).toHaveLength(2);
     expect(d.actions.filter((a) => a.appId === "starved")).toEqual([]);
   });
+  it("a pool below its minimum gets an idle node from another workspace's surplus, never from its minimum", () => {
+    const fitting = nodeIds(3);
+    const rich = pool(
+      { appId: "rich", workspaceId: "w1", policy: policy({ minNodes: 1, maxNodes: 10, scaleDownStep: 5, idleTimeoutMs: 1e12 }), members: [member("n0", { running: 1 }), member("n1"), member("n2")], running: 1 },
+      fitting,
+    );
+    const needy = pool({ appId: "needy", workspaceId: "w2", policy: policy({ minNodes: 1 }) }, fitting);
+    const d = decide(state([rich, needy]), 10_000);
+    expect(of(d.actions, "scale_down", "rich")?.nodeIds).toHaveLength(1);
+    expect(of(d.actions, "scale_down", "rich")?.reason).toMatch(/contention/);
+    expect(d.actions.filter((a) => a.appId === "rich" && a.nodeIds.includes("n0"))).toEqual([]);
+  });
 });

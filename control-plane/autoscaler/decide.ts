@@ -304,10 +304,12 @@ export function decide(state: AutoscalerState, nowMs: number): Decision {
         const given = givenBy.get(donor) ?? [];
         const spare = donor.active.length - given.length - donor.policy.minNodes;
         if (spare <= 0 || donor.added.length > 0) continue;
+        // Down to the even share for a burst; anything above the donor's minimum for a minimum.
+        const limit = taker.needMin > 0 ? spare : Math.max(0, donorHeld - fair);
         const pick = donor.active
           .filter((m) => !given.includes(m) && taker.pool.fits.has(m.nodeId))
           .sort((a, b) => a.running - b.running || a.lastBusyAtMs - b.lastBusyAtMs)
-          .slice(0, Math.min(spare, want, donor.policy.scaleDownStep - given.length, Math.max(0, donorHeld - fair) || (taker.needMin > 0 ? spare : 0)));
+          .slice(0, Math.min(spare, want, limit, donor.policy.scaleDownStep - given.length));
         if (pick.length === 0) continue;
         given.push(...pick);
         givenBy.set(donor, given);
