@@ -39,7 +39,7 @@ Options:
   failover:   --trials N (20) --failover-workers N (3)
   worker:     --startup-runs N (20) --idle-seconds N (5) --build (rebuild dist/ngpu-worker first)
   webhooks:   --webhook-tasks N (10000) --webhook-rounds N (5) --webhook-deliveries N (5000)
-  pools:      --workers N (200) --worker-procs N (4) --tasks N (5000) --rate N tasks/s (200) --task-ms N (500)
+  pools:      --workers N (200) --worker-procs N (4) --tasks N (5000) --rate N tasks/s (40) --task-ms N (500)
               --cold-start-ms N (2000) --pool-min N (2) --pool-max N (150) --target-delay-ms N (2000) --idle-ms N (5000)
               --no-pool (baseline: the same burst for an app without a pool)
 

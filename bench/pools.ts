@@ -33,7 +33,7 @@ export const POOLS_DEFAULTS: PoolsOptions = {
   workers: 200,
   workerProcs: 4,
   tasks: 5000,
-  rate: 200,
+  rate: 40,
   taskMs: 500,
   coldStartMs: 2000,
   minNodes: 2,
