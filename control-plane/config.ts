@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { DatabaseTarget } from "./db/database.js";
 import type { FloodLimit } from "./gateway/stream-limits.js";
 
@@ -24,6 +25,30 @@ export interface ControlPlaneConfig {
   readonly workerFloodLimit?: FloodLimit;
   /** Webhooks may reach loopback and private addresses (NGPU_WEBHOOK_ALLOW_PRIVATE=1); default no. */
   readonly webhookAllowPrivateTargets?: boolean;
+  /** TLS certificate chain and key (PEM), from the files NGPU_TLS_CERT and NGPU_TLS_KEY; absent: plaintext. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+}
+
+function readPem(env: Env, name: string): Buffer {
+  const path = env[name] ?? "";
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${name}: cannot read ${JSON.stringify(path)}: ${(err as Error).message}`);
+  }
+}
+
+function tlsConfig(tls: { cert: Buffer; key: Buffer } | undefined): { tls?: { cert: Buffer; key: Buffer } } {
+  return tls ? { tls } : {};
+}
+
+/** Both NGPU_TLS_CERT and NGPU_TLS_KEY, or neither. */
+function loadTls(env: Env): { cert: Buffer; key: Buffer } | undefined {
+  const cert = env.NGPU_TLS_CERT ?? "";
+  const key = env.NGPU_TLS_KEY ?? "";
+  if (cert === "" && key === "") return undefined;
+  if (cert === "" || key === "") throw new ConfigError("NGPU_TLS_CERT and NGPU_TLS_KEY go together: set both (PEM files) or neither");
+  return { cert: readPem(env, "NGPU_TLS_CERT"), key: readPem(env, "NGPU_TLS_KEY") };
 }
 
 export class ConfigError extends Error {
@@ -88,6 +113,7 @@ export function loadControlPlaneConfig(env: Env, defaults: { database?: Database
     logLevel: env.NGPU_LOG_LEVEL || "info",
     webhookAllowPrivateTargets: flag(env, "NGPU_WEBHOOK_ALLOW_PRIVATE"),
     autoscalerIntervalMs: integer(env, "NGPU_AUTOSCALER_INTERVAL_MS", 1_000, 50, 600_000),
+    ...tlsConfig(loadTls(env)),
     workerFloodLimit: {
       perSecond: integer(env, "NGPU_WORKER_MAX_MESSAGES_PER_SECOND", 5_000, 10, 1_000_000),
       burst: integer(env, "NGPU_WORKER_MESSAGE_BURST", 20_000, 10, 10_000_000),

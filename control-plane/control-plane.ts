@@ -40,6 +40,10 @@ import { createTelemetryStore, type TelemetryStore } from "./monitor/telemetry-s
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
 import { startWebhookDeliverer, type WebhookDeliverer, type WebhookDeliveryOptions } from "./webhooks/deliverer.js";
 
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
 function isPeerGone(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
   return code === "ERR_HTTP2_SESSION_ERROR" || code === "ECONNRESET" || code === "ERR_HTTP2_STREAM_CANCEL" || code === "EPIPE";
@@ -109,6 +113,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
     server = await startRpcServer({
       host: config.host,
       port: config.port,
+      ...(config.tls ? { tls: config.tls } : {}),
       ...(deps.fallback ? { fallback: deps.fallback } : {}),
       cors: true,
       // A peer going away (a worker stopping, a client aborting) is routine, not a warning.
@@ -145,6 +150,9 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const autoscaler = startAutoscaler({ db, bus, logger, ...(config.autoscalerIntervalMs ? { intervalMs: config.autoscalerIntervalMs } : {}) });
   const monitor = startNodeMonitor({ db, bus, logger, replicaId, lostAfterMs: config.lostAfterMs, reconnectGraceMs: config.reconnectGraceMs });
   logger.info({ url: server.url }, "control plane listening");
+  if (!config.tls && !isLoopback(config.host)) {
+    logger.warn({ host: config.host }, "serving plaintext on a non-loopback address: set NGPU_TLS_CERT and NGPU_TLS_KEY, or terminate TLS in front of it");
+  }
 
   let stopping: Promise<void> | undefined;
   return {

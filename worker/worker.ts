@@ -160,6 +160,7 @@ export async function startWorker(config: WorkerConfig, deps: WorkerDeps): Promi
 
   session = startControlSession({
     url: config.controlPlaneUrl,
+    ...(config.tls ? { tls: config.tls } : {}),
     logger,
     hello: async () => ({
       enrollmentToken: config.enrollmentToken,

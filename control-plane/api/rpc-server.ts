@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { Code, ConnectError, type ConnectRouter, createConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
@@ -64,6 +65,11 @@ export interface RpcServerOptions {
    * Default: ignored (the connection concerned is dropped either way).
    */
   readonly onError?: (error: Error) => void;
+  /**
+   * Serve TLS with this certificate chain and private key (PEM). ALPN then picks HTTP/2 ("h2")
+   * or HTTP/1.1 for each connection. Default: plaintext, with the first-bytes sniff.
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 /** A running RPC server; see {@link startRpcServer}. */
@@ -184,8 +190,21 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     if (closing) session.close();
   });
 
-  const listener = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
-  listener.on("connection", (socket: net.Socket) => {
+  const listener = options.tls
+    ? tls.createServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        ALPNProtocols: ["h2", "http/1.1"],
+        minVersion: "TLSv1.2",
+        handshakeTimeout: handshakeTimeoutMs,
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: 60_000,
+      })
+    : net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
+  // A failed TLS handshake concerns one client only.
+  if (options.tls) listener.on("tlsClientError", (err: Error, socket: net.Socket) => socket.destroy());
+  listener.on(options.tls ? "secureConnection" : "connection", (socket: net.Socket) => {
     if (closing) {
       socket.destroy();
       return;
@@ -196,7 +215,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       sniffing.delete(socket);
       if (sockets.size === 0) onAllSocketsClosed?.();
     });
-    sniff(socket);
+    if (socket instanceof tls.TLSSocket) {
+      // ALPN already chose: "h2" is HTTP/2, anything else (http/1.1, or no ALPN) HTTP/1.1.
+      (socket.alpnProtocol === "h2" ? h2 : h1).emit("connection", socket);
+    } else {
+      sniff(socket);
+    }
   });
 
   function sniff(socket: net.Socket): void {
@@ -252,7 +276,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     });
   });
   const address = listener.address() as net.AddressInfo;
-  const url = `http://${urlHost(options.host)}:${address.port}`;
+  const url = `${options.tls ? "https" : "http"}://${urlHost(options.host)}:${address.port}`;
 
   let closed: Promise<void> | undefined;
   async function closeOnce(): Promise<void> {

@@ -39,6 +39,8 @@ export interface TestNetworkOptions {
   /** Serve the dashboard and widgets (built if missing) from the control plane. */
   readonly dashboard?: boolean;
   readonly workerFloodLimit?: { perSecond: number; burst: number };
+  /** Serve TLS with this certificate and key (PEM). */
+  readonly tls?: { cert: Buffer; key: Buffer };
 }
 
 /** A control plane on its own database and NATS prefix, listening on a free port. */
@@ -59,6 +61,7 @@ export async function startTestNetwork(options: TestNetworkOptions = {}): Promis
     logLevel: "silent",
     autoscalerIntervalMs: options.autoscalerIntervalMs ?? 1000,
     ...(options.workerFloodLimit ? { workerFloodLimit: options.workerFloodLimit } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
   };
   const replicas: ControlPlane[] = [];
   const deps = {

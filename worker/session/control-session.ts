@@ -3,14 +3,17 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { pushable, type Pushable } from "it-pushable";
+import { controlPlaneTlsOptions } from "./tls-options.js";
 import { type ConnectRequestSchema, type ConnectResponse, type HelloSchema, WorkerService } from "../../gen/ngpu/v1/worker_pb.js";
 import type { Logger } from "../log.js";
 
 type Outbound = MessageInitShape<typeof ConnectRequestSchema>;
 
 export interface ControlSessionOptions {
-  /** Control plane base URL, e.g. http://10.0.0.5:7700. */
+  /** Control plane base URL, e.g. https://10.0.0.5:7700. */
   readonly url: string;
+  /** For https://: the CA to trust and a pinned certificate fingerprint. */
+  readonly tls?: { readonly ca?: Buffer; readonly pinSha256?: string };
   readonly logger: Logger;
   /** Built fresh for every (re)connect: it reports what the worker holds right now. */
   readonly hello: () => Promise<MessageInitShape<typeof HelloSchema>>;
@@ -49,7 +52,7 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
   const { logger } = options;
   const log = logger.child({ component: "session" });
   // HTTP/2 pings notice a control plane that vanished without closing the connection.
-  const sessionManager = new Http2SessionManager(options.url, { pingIntervalMs: 5_000, pingTimeoutMs: 5_000 });
+  const sessionManager = new Http2SessionManager(options.url, { pingIntervalMs: 5_000, pingTimeoutMs: 5_000 }, controlPlaneTlsOptions(options.tls));
   const transport = createGrpcTransport({ baseUrl: options.url, sessionManager });
   const client = createClient(WorkerService, transport);
   const stopped = new AbortController();
