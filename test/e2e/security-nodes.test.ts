@@ -64,6 +64,29 @@ describe("security: provider identity (enrollment tokens, node keys, revocation)
     expect(nodes).toEqual([]);
   });
 
+  it("operators create enrollment tokens through the API: counted uses, optional expiry", async () => {
+    const { token } = await ngpu.keys.createEnrollmentToken({ name: "fleet", maxUses: 2, expiresAt: Date.now() + 3_600_000 });
+    const joined = [];
+    for (const name of ["fleet-1", "fleet-2"]) joined.push(await startFakeWorker(net.url, { enrollmentToken: token, name, gpus: [gpu] }));
+    try {
+      const third = await refusal(startFakeWorker(net.url, { enrollmentToken: token, name: "fleet-3", gpus: [gpu] }));
+      expect(third.rawMessage).toMatch(/already used/);
+    } finally {
+      for (const w of joined) w.kill();
+    }
+    const other = await net.newWorkspace();
+    const outsider = client(net.url, other.apiKey);
+    try {
+      const err = await outsider.keys.createEnrollmentToken().catch((e: unknown) => ConnectError.from(e));
+      expect((err as ConnectError).code).toBe(Code.PermissionDenied);
+      expect((err as ConnectError).rawMessage).toMatch(/operator workspace/);
+    } finally {
+      await outsider.close();
+    }
+    const past = await ngpu.keys.createEnrollmentToken({ expiresAt: Date.now() - 1 }).catch((e: unknown) => ConnectError.from(e));
+    expect((past as ConnectError).code).toBe(Code.InvalidArgument);
+  });
+
   it("an expired enrollment token fails", async () => {
     const { token } = await createEnrollmentToken(net.cp.db, { name: "stale", expiresAt: new Date(Date.now() - 1000) });
     const err = await refusal(startFakeWorker(net.url, { enrollmentToken: token, name: "late", gpus: [gpu] }));
