@@ -1,7 +1,20 @@
-import { createPublicKey, verify } from "node:crypto";
+import { createPublicKey, type KeyObject, verify } from "node:crypto";
 import type { Finished } from "../../gen/ngpu/v1/worker_pb.js";
 import { type UsageClaim, usageClaimBytes } from "../../receipts/usage-claim.js";
 import type { Db } from "../db/database.js";
+
+/** Node keys already imported (one per connected node; imported once, not per result). */
+const nodeKeys = new Map<string, KeyObject>();
+
+function nodeKey(publicKey: string): KeyObject {
+  let key = nodeKeys.get(publicKey);
+  if (!key) {
+    key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: publicKey }, format: "jwk" });
+    if (nodeKeys.size >= 10_000) nodeKeys.clear();
+    nodeKeys.set(publicKey, key);
+  }
+  return key;
+}
 
 /** A worker's signed measurement of one attempt, checked against its node key. */
 export interface CheckedClaim {
@@ -29,8 +42,7 @@ export function checkClaim(taskId: string, attemptId: string, f: Finished, nodeP
   };
   let valid = false;
   try {
-    const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: nodePublicKey }, format: "jwk" });
-    valid = verify(null, usageClaimBytes(claim), key, f.workerSignature);
+    valid = verify(null, usageClaimBytes(claim), nodeKey(nodePublicKey), f.workerSignature);
   } catch {
     valid = false;
   }
