@@ -16,7 +16,7 @@ import type { Db } from "../db/database.js";
 import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
 import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
-import { checkSubmitLimits } from "../db/limits.js";
+import { checkSubmitLimits, getLimits, hasLimits } from "../db/limits.js";
 import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { queueReason } from "../scheduler/placement.js";
 import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
@@ -76,7 +76,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const app = await findCallableApp(db, principal.workspaceId, appRef);
     requireApp(principal, app.name, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
-    await checkSubmitLimits(db, principal.workspaceId);
+    const limits = await getLimits(db, principal.workspaceId);
     const newTask = {
       workspaceId: principal.workspaceId,
       appId: app.id,
@@ -90,16 +90,22 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       queueTtlMs: queueTtlMs || app.queue_ttl_ms,
       ...(req.maxCostNanoUsd > 0n ? { maxCostNanoUsd: Number(req.maxCostNanoUsd) } : {}),
     };
+    const limited = hasLimits(limits);
     // With a webhook, task and webhook commit together (the webhook then hears of the task being queued).
-    const { id, created, row, hook } = webhook
-      ? await db.transaction().execute(async (tx) => {
-          const inserted = await insertTask(tx, newTask);
-          const hookRow = inserted.created
-            ? await insertWebhook(tx, { workspaceId: principal.workspaceId, taskId: inserted.id, ...webhook })
-            : await tx.selectFrom("webhooks").selectAll().where("task_id", "=", inserted.id).where("workspace_id", "=", principal.workspaceId).orderBy("seq").executeTakeFirst();
-          return { ...inserted, hook: hookRow };
-        })
-      : { ...(await insertTask(db, newTask)), hook: undefined };
+    // With limits, the workspace's submits take turns (see checkSubmitLimits), so the limits hold exactly.
+    const { id, created, row, hook } =
+      webhook || limited
+        ? await db.transaction().execute(async (tx) => {
+            if (limited) await checkSubmitLimits(tx, principal.workspaceId, limits);
+            const inserted = await insertTask(tx, newTask);
+            const hookRow = !webhook
+              ? undefined
+              : inserted.created
+                ? await insertWebhook(tx, { workspaceId: principal.workspaceId, taskId: inserted.id, ...webhook })
+                : await tx.selectFrom("webhooks").selectAll().where("task_id", "=", inserted.id).where("workspace_id", "=", principal.workspaceId).orderBy("seq").executeTakeFirst();
+            return { ...inserted, hook: hookRow };
+          })
+        : { ...(await insertTask(db, newTask)), hook: undefined };
     if (created) bus.wakeScheduler();
     // A new row came back from the insert; a replayed key needs a read.
     const task = taskToProto(row ? { ...row, app_name: app.name } : await getTask(db, principal.workspaceId, id));

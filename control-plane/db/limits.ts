@@ -51,13 +51,18 @@ function usd(nano: number): string {
   return `$${(nano / 1e9).toFixed(nano % 1e7 === 0 ? 2 : 9)}`;
 }
 
+export function hasLimits(limits: WorkspaceLimits): boolean {
+  return limits.maxConcurrentTasks > 0 || limits.maxSubmitsPerMinute > 0 || limits.monthlySpendCapNanoUsd > 0;
+}
+
 /**
  * Refuses a new task with RESOURCE_EXHAUSTED, saying which limit, when the
- * workspace is at one. Checked before the insert: submits racing at the edge
- * may pass a limit by the few that were in flight.
+ * workspace is at one. Call it in the transaction that inserts the task: it
+ * takes the workspace's submit lock (held to commit), so concurrent submits
+ * of a limited workspace take turns and cannot pass a limit together.
  */
-export async function checkSubmitLimits(db: Db, workspaceId: string): Promise<void> {
-  const limits = await getLimits(db, workspaceId);
+export async function checkSubmitLimits(db: Db, workspaceId: string, limits: WorkspaceLimits): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${`ngpu.submit.${workspaceId}`}))`.execute(db);
   if (limits.maxSubmitsPerMinute > 0) {
     const row = await db
       .selectFrom("tasks")

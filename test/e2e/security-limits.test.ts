@@ -80,6 +80,15 @@ describe("security: limits that protect users' money", () => {
     expect((await limits.getLimits({})).unfinishedTasks).toBe(2);
   });
 
+  it("concurrent submits cannot pass a limit together", async () => {
+    const { ngpu, limits } = await workspace();
+    await ngpu.apps.deploy({ name: "echo", runtime: builtin("echo"), gpu: { count: 1, allowedModels: ["no such GPU"] } });
+    await limits.setLimits({ limits: { maxConcurrentTasks: 3 } });
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => ngpu.tasks.submit({ app: "echo", input: { i } })));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+    for (const r of results) if (r.status === "rejected") expect(ConnectError.from(r.reason).code).toBe(Code.ResourceExhausted);
+  });
+
   it("refuses submits over the workspace's rate limit", async () => {
     const { ngpu, limits } = await workspace();
     await ngpu.apps.deploy({ name: "echo", runtime: builtin("echo"), gpu: { count: 1, allowedModels: ["no such GPU"] } });
