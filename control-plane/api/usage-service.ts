@@ -16,7 +16,7 @@ import type { Principal } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { getProviderShare, listPrices, priceAt, setPrice, setProviderShare } from "../db/prices.js";
 import { getTask } from "../db/tasks.js";
-import { NgpuError, invalidArgument } from "../errors.js";
+import { invalidArgument } from "../errors.js";
 import { estimateCost } from "../metering/estimate.js";
 import { csvHeader, csvLine, eachUsageRecordPage, listUsageRecords, type RecordFilter, taskUsageRecords } from "../metering/records.js";
 import { type GroupBy, summarizeUsage, type UsageScope } from "../metering/summaries.js";
