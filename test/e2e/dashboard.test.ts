@@ -85,7 +85,7 @@ describe("dashboard and widgets in a real browser", () => {
     const page = await signedIn(net.apiKey);
     await page.goto(`${net.url}/#/tasks`);
     await page.locator("ngpu-tasks-page table").waitFor();
-    const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 3 }, labels: { order: "42" } });
+    const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 4 }, labels: { order: "42" } });
     const row = page.locator(`tr[data-task="${task.id}"]`);
     const seen = await watchValues(
       async () => ({ state: await row.locator("[data-state]").getAttribute("data-state"), progress: await row.locator("td:nth-child(4) .muted").textContent() }),
@@ -133,7 +133,8 @@ describe("dashboard and widgets in a real browser", () => {
     // What the README tells an app developer to make: a read-only key that expires.
     const widget = await ngpu.keys.create({ name: "shop widget", scope: "read-only", expiresAt: Date.now() + 3600_000 });
     const expiring = await ngpu.keys.create({ name: "short-lived", scope: "read-only", expiresAt: Date.now() + 1500 });
-    const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 3 } });
+    // Long enough to be seen running on a loaded machine, page load included.
+    const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 6 } });
     let body = `<ngpu-task-card id="mine" task-id="${task.id}" token="${widget.secret}"></ngpu-task-card>
       <ngpu-task-card id="theirs" task-id="${task.id}" token="${other.apiKey}"></ngpu-task-card>
       <ngpu-usage-chart id="usage" token="${widget.secret}" metric="cost" granularity="hour" days="1"></ngpu-usage-chart>
