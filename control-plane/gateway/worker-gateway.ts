@@ -129,8 +129,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       : finishAttemptDeciding(db, ref, { ...outcome, outcome: outcome.outcome });
 
   // Liveness: any message counts. Written in one statement for all nodes, twice a second.
+  let touching = false;
   const touchTimer = setInterval(() => {
-    if (seen.size === 0) return;
+    // One write at a time: a slow one must not overlap the next (what it misses goes in the next).
+    if (seen.size === 0 || touching) return;
+    touching = true;
     const ids = [...seen];
     seen.clear();
     touchNodes(db, ids, gatewayId)
@@ -139,7 +142,8 @@ export function createGateway(options: GatewayOptions): Gateway {
         // reconnect, so that its hello reconciles what it still runs with what the database says.
         for (const id of ids) if (!held.has(id)) sessions.get(id)?.end("the node was declared lost; reconnect");
       })
-      .catch((err) => log.warn({ err }, "heartbeat write failed"));
+      .catch((err) => log.warn({ err }, "heartbeat write failed"))
+      .finally(() => (touching = false));
   }, 500);
   const progressTimer = setInterval(() => {
     if (pendingProgress.size === 0) return;

@@ -138,18 +138,23 @@ describe("app pools", () => {
     await deployPooled("failing", { minNodes: 0, maxNodes: 4, idleTimeoutMs: 5_000, targetTasksPerNode: 1 }, {});
     // A few failures first, one at a time (one node is enough for one task).
     for (let i = 0; i < 4; i++) {
-      const { task } = await ngpu.tasks.run({ app: "failing", input: { seconds: 0, fail: "bad weights" } });
-      expect(task.state).toBe(TaskState.FAILED);
+      const { task } = await ngpu.tasks.submit({ app: "failing", input: { seconds: 0, fail: "bad weights" } });
+      const done = await ngpu.tasks.wait(task.id, { timeoutMs: 15_000 });
+      expect(`${TaskState[done.state]} ${done.error}`).toBe("FAILED bad weights");
     }
-    expect(members(await ngpu.pools.status("failing"))).toBe(1);
+    const before = (await ngpu.pools.status("failing")).members.length;
+    const upsBefore = (await ngpu.pools.events({ app: "failing" })).events.filter((e) => e.kind === "scale_up").length;
+    expect(before).toBeGreaterThanOrEqual(1);
+    // Now 8 at once: with one task per node as the target they would take 4 nodes, but they keep failing.
     let peak = 0;
     const submitted = await Promise.all(Array.from({ length: 8 }, () => ngpu.tasks.submit({ app: "failing", input: { seconds: 0.1, fail: "bad weights" } })));
     for (const { task } of submitted) {
       await ngpu.tasks.wait(task.id, { timeoutMs: 15_000 });
       peak = Math.max(peak, (await ngpu.pools.status("failing")).members.length);
     }
-    expect(peak).toBe(1);
-    expect((await ngpu.pools.events({ app: "failing" })).events.filter((e) => e.kind === "scale_up")).toHaveLength(1);
+    expect(peak).toBeLessThanOrEqual(before);
+    expect((await ngpu.pools.events({ app: "failing" })).events.filter((e) => e.kind === "scale_up")).toHaveLength(upsBefore);
+    expect((await ngpu.pools.status("failing")).desiredNodes).toBeLessThanOrEqual(before);
     await ngpu.apps.update({ app: "failing", removePool: true });
     await emptied("failing");
   });
@@ -215,7 +220,8 @@ describe("app pools", () => {
     const bad = await cli(["apps", "pool", "cli-pool", "--min", "3"]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/pool\.min_nodes: must not exceed max_nodes \(2\)/);
-    expect((await cli(["apps", "pool", "cli-pool", "--remove"])).code).toBe(0);
+    await ngpu.apps.update({ app: "cli-pool", removePool: true });
     await emptied("cli-pool");
-  });
+    // Each CLI run is a fresh Node process loading TypeScript: slow on a busy machine.
+  }, 180_000);
 });
