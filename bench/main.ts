@@ -12,11 +12,12 @@ import { runWorkerBinary, WORKER_BINARY_DEFAULTS } from "./worker-binary.js";
 import { FAILOVER_DEFAULTS, runFailover } from "./failover.js";
 import { runWebhooks, WEBHOOKS_DEFAULTS } from "./webhooks.js";
 import { POOLS_DEFAULTS, runPools } from "./pools.js";
+import { runUsage, USAGE_DEFAULTS } from "./usage.js";
 
-const PARTS = ["latency", "throughput", "telemetry", "failover", "worker", "webhooks", "pools"] as const;
+const PARTS = ["latency", "throughput", "telemetry", "failover", "worker", "webhooks", "pools", "usage"] as const;
 type Part = (typeof PARTS)[number];
 
-const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|webhooks|pools|all] [options]
+const USAGE = `Usage: npm run bench -- [latency|throughput|telemetry|failover|worker|webhooks|pools|usage|all] [options]
 
 Parts (default all):
   latency      submit → start latency on an idle network (1 worker)
@@ -26,6 +27,8 @@ Parts (default all):
   worker       the worker binary: size, start-up time, idle RSS
   webhooks     the outbox trigger's cost to batched task updates; delivery drain rate
   pools        an elastic app pool on a simulated fleet of 200 workers under a burst of 5000 tasks
+  usage        metering: load 10M usage records (a sample through the real write path), then
+               time a month of hourly summaries for one workspace
 
 Options:
   --runs N               repeat latency/throughput N times, print the median too (default 1)
@@ -42,6 +45,7 @@ Options:
   pools:      --workers N (200) --worker-procs N (4) --tasks N (5000) --rate N tasks/s (40) --task-ms N (500)
               --cold-start-ms N (2000) --pool-min N (2) --pool-max N (150) --target-delay-ms N (2000) --idle-ms N (5000)
               --no-pool (baseline: the same burst for an app without a pool)
+  usage:      --records N (10000000) --real-path-records N (200000) --batch N (500) --queries N (200)
 
 Environment:
   NGPU_BENCH_PG_URL            admin URL of the Postgres server (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -88,6 +92,10 @@ async function main(): Promise<number> {
       "webhook-tasks": { type: "string" },
       "webhook-rounds": { type: "string" },
       "webhook-deliveries": { type: "string" },
+      records: { type: "string" },
+      "real-path-records": { type: "string" },
+      batch: { type: "string" },
+      queries: { type: "string" },
       "keep-going": { type: "boolean" },
       rate: { type: "string" },
       "task-ms": { type: "string" },
@@ -237,6 +245,21 @@ async function main(): Promise<number> {
       });
       printTable("worker binary", Object.entries(r));
       emit(r);
+    }
+    if (part === "usage") {
+      const results = await runUsage(
+        {
+          records: int(values, "records", USAGE_DEFAULTS.records, 1, 100_000_000),
+          realPathRecords: int(values, "real-path-records", USAGE_DEFAULTS.realPathRecords, 1, 10_000_000),
+          batch: int(values, "batch", USAGE_DEFAULTS.batch, 1, 10_000),
+          queries: int(values, "queries", USAGE_DEFAULTS.queries, 1, 100_000),
+        },
+        (line) => process.stdout.write(`usage: ${line}\n`),
+      );
+      for (const r of results) {
+        printTable(`metering: ${String(r.variant)}`, Object.entries(r));
+        emit(r);
+      }
     }
   };
   let failed = 0;

@@ -309,6 +309,23 @@ export interface UsageRollupTable {
   provider_nano_usd: number;
 }
 
+export interface UsageRollupByAppTable {
+  workspace_id: string;
+  bucket: Timestamp;
+  app_id: string;
+  attempts: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  timed_out: number;
+  lost: number;
+  released: number;
+  gpu_ms: number;
+  cost_nano_usd: number;
+  fee_nano_usd: number;
+  provider_nano_usd: number;
+}
+
 export interface TaskSubmissionTable {
   workspace_id: string;
   bucket: Timestamp;
@@ -414,6 +431,8 @@ export interface Database {
   usage_records: UsageRecordTable;
   /** Usage sums per 15-minute bucket, kept as records are written. */
   usage_rollups: UsageRollupTable;
+  /** The same sums per app only, outcomes as counts: totals and per-app summaries read these. */
+  usage_rollups_by_app: UsageRollupByAppTable;
   task_submissions: TaskSubmissionTable;
   /** Webhook subscriptions, per app or per task. */
   webhooks: WebhookTable;

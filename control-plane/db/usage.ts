@@ -1,4 +1,4 @@
-import { type Kysely, sql } from "kysely";
+import { type Kysely, type RawBuilder, sql } from "kysely";
 import type { Database } from "./schema.js";
 import { CAP_MS } from "./task-cap.js";
 
@@ -101,21 +101,7 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
       FROM priced
       ON CONFLICT (attempt_id) DO NOTHING
       RETURNING *
-    ), roll AS (
-      INSERT INTO usage_rollups (workspace_id, bucket, app_id, gpu_model, node_id, outcome, app_workspace_id, provider_workspace_id,
-        attempts, gpu_ms, cost_nano_usd, fee_nano_usd, provider_nano_usd)
-      SELECT workspace_id, ${usageBucket(sql`to_timestamp(ended_at_ms / 1000.0)`)}, app_id, gpu_model, node_id, outcome,
-        min(app_workspace_id), min(provider_workspace_id), count(*), sum(gpu_ms), sum(cost_nano_usd), sum(fee_nano_usd), sum(provider_nano_usd)
-      FROM ins GROUP BY 1, 2, 3, 4, 5, 6
-      -- One lock order for every writer: two batches touching the same rows cannot deadlock.
-      ORDER BY 1, 2, 3, 4, 5, 6
-      ON CONFLICT (workspace_id, bucket, app_id, gpu_model, node_id, outcome) DO UPDATE SET
-        attempts = usage_rollups.attempts + excluded.attempts,
-        gpu_ms = usage_rollups.gpu_ms + excluded.gpu_ms,
-        cost_nano_usd = usage_rollups.cost_nano_usd + excluded.cost_nano_usd,
-        fee_nano_usd = usage_rollups.fee_nano_usd + excluded.fee_nano_usd,
-        provider_nano_usd = usage_rollups.provider_nano_usd + excluded.provider_nano_usd
-    )
+    ), roll AS (${rollUp(sql`ins`)}), roll_by_app AS (${rollUpByApp(sql`ins`)})
     SELECT attempt_id, task_id, workspace_id, outcome, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`.execute(db);
   return result.rows.map((r) => ({
     attemptId: r.attempt_id,
@@ -128,7 +114,46 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
   }));
 }
 
+/**
+ * Adds usage records (a relation with usage_records' columns, e.g. the RETURNING
+ * of their insert) to the 15-minute rollups. The rows are summed first and
+ * upserted in key order: one lock order for every writer, so two batches
+ * touching the same rows cannot deadlock.
+ */
+export function rollUp(records: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`
+    INSERT INTO usage_rollups (workspace_id, bucket, app_id, gpu_model, node_id, outcome, app_workspace_id, provider_workspace_id,
+      attempts, gpu_ms, cost_nano_usd, fee_nano_usd, provider_nano_usd)
+    SELECT workspace_id, ${usageBucket(sql`to_timestamp(ended_at_ms / 1000.0)`)}, app_id, gpu_model, node_id, outcome,
+      min(app_workspace_id), min(provider_workspace_id), count(*), sum(gpu_ms), sum(cost_nano_usd), sum(fee_nano_usd), sum(provider_nano_usd)
+    FROM ${records} r GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (workspace_id, bucket, app_id, gpu_model, node_id, outcome) DO UPDATE SET ${addSums("usage_rollups")}`;
+}
+
+/** The same for usage_rollups_by_app: per app, outcomes as counts. */
+export function rollUpByApp(records: RawBuilder<unknown>): RawBuilder<unknown> {
+  const count = (outcome: string) => sql`count(*) FILTER (WHERE outcome = ${outcome})`;
+  const t = sql.table("usage_rollups_by_app");
+  const add = (column: string) => sql`${sql.ref(column)} = ${t}.${sql.ref(column)} + excluded.${sql.ref(column)}`;
+  return sql`
+    INSERT INTO usage_rollups_by_app (workspace_id, bucket, app_id, attempts, succeeded, failed, cancelled, timed_out, lost, released,
+      gpu_ms, cost_nano_usd, fee_nano_usd, provider_nano_usd)
+    SELECT workspace_id, ${usageBucket(sql`to_timestamp(ended_at_ms / 1000.0)`)}, app_id, count(*),
+      ${count("SUCCEEDED")}, ${count("FAILED")}, ${count("CANCELLED")}, ${count("TIMED_OUT")}, ${count("LOST")}, ${count("RELEASED")},
+      sum(gpu_ms), sum(cost_nano_usd), sum(fee_nano_usd), sum(provider_nano_usd)
+    FROM ${records} r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (workspace_id, bucket, app_id) DO UPDATE SET
+      ${sql.join(["attempts", "succeeded", "failed", "cancelled", "timed_out", "lost", "released", "gpu_ms", "cost_nano_usd", "fee_nano_usd", "provider_nano_usd"].map(add))}`;
+}
+
+function addSums(table: string): RawBuilder<unknown> {
+  const t = sql.table(table);
+  return sql`attempts = ${t}.attempts + excluded.attempts, gpu_ms = ${t}.gpu_ms + excluded.gpu_ms,
+    cost_nano_usd = ${t}.cost_nano_usd + excluded.cost_nano_usd, fee_nano_usd = ${t}.fee_nano_usd + excluded.fee_nano_usd,
+    provider_nano_usd = ${t}.provider_nano_usd + excluded.provider_nano_usd`;
+}
+
 /** The 15-minute UTC bucket a timestamptz expression falls in. */
-export function usageBucket(timestamp: ReturnType<typeof sql>) {
-  return sql`date_bin('15 minutes', ${timestamp}, timestamptz '2000-01-01T00:00:00Z')`;
+export function usageBucket(timestamp: RawBuilder<unknown>): RawBuilder<Date> {
+  return sql<Date>`date_bin('15 minutes', ${timestamp}, timestamptz '2000-01-01T00:00:00Z')`;
 }

@@ -64,6 +64,10 @@ export interface Summary {
   readonly end: Date;
 }
 
+const SLOT_MS = 15 * 60_000;
+/** How far beyond the requested range a bucket of each granularity can reach (DST included). */
+const WIDEN_MS: Readonly<Record<Granularity, number>> = { hour: 2 * 3_600_000, day: 2 * 86_400_000, month: 32 * 86_400_000 };
+
 const GROUP_COLUMN: Record<GroupBy, RawBuilder<string>> = {
   none: sql<string>`''`,
   app: sql<string>`app_id`,
@@ -135,63 +139,90 @@ interface SumsRow {
  * records: the work depends on the buckets in range, not on how much usage there was.
  */
 export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> {
-  const buckets = (await bucketsSql(q).execute(db)).rows;
-  const first = buckets[0];
-  const last = buckets[buckets.length - 1];
-  if (!first || !last) return { buckets: [], totals: zeroSums(), start: q.start, end: q.end };
-  const bucketStart = localBucketStart(sql`bucket`, q.granularity, q.timeZone);
+  // The bucket list and the sums run at once: the sums read a range a little wider than any
+  // bucket can reach (rows outside the listed buckets are dropped below), so they need not wait.
+  const margin = WIDEN_MS[q.granularity];
+  const from = new Date(Math.floor(q.start.getTime() / SLOT_MS) * SLOT_MS - margin);
+  const to = new Date(Math.ceil(q.end.getTime() / SLOT_MS) * SLOT_MS + margin);
   const appFilter = q.appId ? sql`AND app_id = ${q.appId}` : sql``;
-  const count = (outcome: string) => sql`COALESCE(sum(attempts) FILTER (WHERE outcome = ${outcome}), 0)::text`;
+  // A 15-minute bucket's local hour, day or month. Hours: from a map of the range's slots, so the
+  // time-zone arithmetic runs once per slot, not once per rollup row.
+  const hourly = q.granularity === "hour";
+  const slots = hourly
+    ? sql`, slots AS (
+        SELECT s AS slot, ${localBucketStart(sql`s`, "hour", q.timeZone)} AS start
+        FROM generate_series(${from}::timestamptz, ${to}::timestamptz - interval '15 minutes', interval '15 minutes') s)`
+    : sql``;
+  const bucketStart = hourly ? sql`slots.start` : localBucketStart(sql`bucket`, q.granularity, q.timeZone);
+  const join = hourly ? sql`JOIN slots ON slots.slot = r.bucket` : sql``;
+  // Totals and apps of what a workspace called need no GPU model, node or outcome: the narrow rollup.
+  const narrow = q.scope.view === "caller" && (q.groupBy === "none" || q.groupBy === "app");
+  const count = (outcome: string) => sql`COALESCE(sum(attempts) FILTER (WHERE outcome = ${outcome}), 0)`;
+  const counts = narrow
+    ? sql`sum(attempts)::text AS attempts, sum(succeeded)::text AS succeeded, sum(failed)::text AS failed, sum(cancelled)::text AS cancelled,
+        sum(timed_out)::text AS timed_out, sum(lost)::text AS lost, sum(released)::text AS released`
+    : sql`sum(attempts)::text AS attempts, ${count("SUCCEEDED")}::text AS succeeded, ${count("FAILED")}::text AS failed,
+        ${count("CANCELLED")}::text AS cancelled, ${count("TIMED_OUT")}::text AS timed_out, ${count("LOST")}::text AS lost,
+        ${count("RELEASED")}::text AS released`;
   const usage = sql<SumsRow>`
-    SELECT ${bucketStart} AS start, ${GROUP_COLUMN[q.groupBy]} AS key,
-      sum(attempts)::text AS attempts, ${count("SUCCEEDED")} AS succeeded, ${count("FAILED")} AS failed,
-      ${count("CANCELLED")} AS cancelled, ${count("TIMED_OUT")} AS timed_out, ${count("LOST")} AS lost, ${count("RELEASED")} AS released,
-      sum(gpu_ms)::text AS gpu_ms, sum(cost_nano_usd)::text AS cost, sum(fee_nano_usd)::text AS fee, sum(provider_nano_usd)::text AS provider
-    FROM usage_rollups
-    WHERE ${scopeSql(q.scope)} AND bucket >= ${first.start} AND bucket < ${last.end} ${appFilter}
+    WITH r AS (
+      SELECT * FROM ${narrow ? sql`usage_rollups_by_app` : sql`usage_rollups`}
+      WHERE ${scopeSql(q.scope)} AND bucket >= ${from} AND bucket < ${to} ${appFilter}
+    ) ${slots}
+    SELECT ${bucketStart} AS start, ${GROUP_COLUMN[q.groupBy]} AS key, ${counts}, sum(gpu_ms)::text AS gpu_ms,
+      sum(cost_nano_usd)::text AS cost, sum(fee_nano_usd)::text AS fee, sum(provider_nano_usd)::text AS provider
+    FROM r ${join}
     GROUP BY 1, 2`.execute(db);
   // Submissions belong to the caller and have no GPU, node or outcome yet.
   const countSubmitted = q.scope.view === "caller" && (q.groupBy === "none" || q.groupBy === "app");
   const submitted = countSubmitted
     ? sql<{ start: Date; key: string; submitted: string }>`
+        WITH r AS (
+          SELECT * FROM task_submissions
+          WHERE workspace_id = ${q.scope.workspaceId} AND bucket >= ${from} AND bucket < ${to} ${appFilter}
+        ) ${slots}
         SELECT ${bucketStart} AS start, ${q.groupBy === "app" ? sql`app_id` : sql`''`} AS key, sum(submitted)::text AS submitted
-        FROM task_submissions
-        WHERE workspace_id = ${q.scope.workspaceId} AND bucket >= ${first.start} AND bucket < ${last.end} ${appFilter}
+        FROM r ${join}
         GROUP BY 1, 2`.execute(db)
     : Promise.resolve({ rows: [] });
-  const [usageRows, submittedRows] = await Promise.all([usage, submitted]);
+  const [bucketRows, usageRows, submittedRows] = await Promise.all([bucketsSql(q).execute(db), usage, submitted]);
+  const buckets = bucketRows.rows;
+  const first = buckets[0];
+  const last = buckets[buckets.length - 1];
+  if (!first || !last) return { buckets: [], totals: zeroSums(), start: q.start, end: q.end };
 
   const byBucket = new Map<number, Map<string, UsageSums>>(buckets.map((b) => [b.start.getTime(), new Map()]));
-  const groupOf = (start: Date, key: string): UsageSums => {
+  const groupOf = (start: Date, key: string): UsageSums | undefined => {
     const groups = byBucket.get(start.getTime());
-    // Every rollup bucket in range maps to a listed bucket; anything else is a bug worth seeing.
-    if (!groups) throw new Error(`usage bucket ${start.toISOString()} is outside the summary's buckets`);
+    if (!groups) return undefined; // in the margin, outside the covered range
     let sums = groups.get(key);
     if (!sums) groups.set(key, (sums = zeroSums()));
     return sums;
   };
   for (const r of usageRows.rows) {
-    addSums(groupOf(r.start, r.key), {
-      ...zeroSums(),
-      attempts: BigInt(r.attempts),
-      succeeded: BigInt(r.succeeded),
-      failed: BigInt(r.failed),
-      cancelled: BigInt(r.cancelled),
-      timedOut: BigInt(r.timed_out),
-      lost: BigInt(r.lost),
-      released: BigInt(r.released),
-      gpuMs: BigInt(r.gpu_ms),
-      costNanoUsd: BigInt(r.cost),
-      feeNanoUsd: BigInt(r.fee),
-      providerNanoUsd: BigInt(r.provider),
-    });
+    const g = groupOf(r.start, r.key);
+    if (!g) continue;
+    g.attempts += BigInt(r.attempts);
+    g.succeeded += BigInt(r.succeeded);
+    g.failed += BigInt(r.failed);
+    g.cancelled += BigInt(r.cancelled);
+    g.timedOut += BigInt(r.timed_out);
+    g.lost += BigInt(r.lost);
+    g.released += BigInt(r.released);
+    g.gpuMs += BigInt(r.gpu_ms);
+    g.costNanoUsd += BigInt(r.cost);
+    g.feeNanoUsd += BigInt(r.fee);
+    g.providerNanoUsd += BigInt(r.provider);
   }
-  for (const r of submittedRows.rows) groupOf(r.start, r.key).submitted += BigInt(r.submitted);
+  for (const r of submittedRows.rows) {
+    const g = groupOf(r.start, r.key);
+    if (g) g.submitted += BigInt(r.submitted);
+  }
 
   const totals = zeroSums();
   const out = buckets.map((b): SummaryBucket => {
     const groups = [...byBucket.get(b.start.getTime())!.entries()].sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0)).map(([key, sums]) => ({ key, sums }));
-    const bucketTotals = groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
+    const bucketTotals = groups.length === 1 ? { ...groups[0]!.sums } : groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
     addSums(totals, bucketTotals);
     return { start: b.start, end: b.end, offsetMinutes: b.offset_minutes, totals: bucketTotals, groups: q.groupBy === "none" ? [] : groups };
   });

@@ -33,6 +33,12 @@ describe("metering: usage records", () => {
       .select([sql<string>`COALESCE(sum(attempts), 0)::text`.as("n"), sql<string>`COALESCE(sum(gpu_ms), 0)::text`.as("gpu_ms"), sql<string>`COALESCE(sum(cost_nano_usd), 0)::text`.as("cost")])
       .where("workspace_id", "=", workspaceId)
       .executeTakeFirstOrThrow();
+    const byApp = await db
+      .selectFrom("usage_rollups_by_app")
+      .select([sql<string>`COALESCE(sum(attempts), 0)::text`.as("n"), sql<string>`COALESCE(sum(gpu_ms), 0)::text`.as("gpu_ms"), sql<string>`COALESCE(sum(cost_nano_usd), 0)::text`.as("cost")])
+      .where("workspace_id", "=", workspaceId)
+      .executeTakeFirstOrThrow();
+    expect(byApp).toEqual(rollups);
     return { records, rollups };
   }
 

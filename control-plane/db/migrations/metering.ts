@@ -97,4 +97,39 @@ export const meteringMigrations: Record<string, Migration> = {
       );
     },
   },
+  "0101_usage_rollups_by_app": {
+    async up(db: Kysely<any>): Promise<void> {
+      // The same sums per app only (no GPU model, node or outcome key; outcomes as counts): what
+      // most summaries ask (totals, per app) reads one row per app per bucket.
+      await runStatements(
+        db,
+        `
+        CREATE TABLE usage_rollups_by_app (
+          workspace_id text NOT NULL,
+          bucket timestamptz NOT NULL,
+          app_id text NOT NULL,
+          attempts bigint NOT NULL,
+          succeeded bigint NOT NULL,
+          failed bigint NOT NULL,
+          cancelled bigint NOT NULL,
+          timed_out bigint NOT NULL,
+          lost bigint NOT NULL,
+          released bigint NOT NULL,
+          gpu_ms bigint NOT NULL,
+          cost_nano_usd bigint NOT NULL,
+          fee_nano_usd bigint NOT NULL,
+          provider_nano_usd bigint NOT NULL,
+          PRIMARY KEY (workspace_id, bucket, app_id)
+        );
+        INSERT INTO usage_rollups_by_app
+          SELECT workspace_id, bucket, app_id, sum(attempts),
+            COALESCE(sum(attempts) FILTER (WHERE outcome = 'SUCCEEDED'), 0), COALESCE(sum(attempts) FILTER (WHERE outcome = 'FAILED'), 0),
+            COALESCE(sum(attempts) FILTER (WHERE outcome = 'CANCELLED'), 0), COALESCE(sum(attempts) FILTER (WHERE outcome = 'TIMED_OUT'), 0),
+            COALESCE(sum(attempts) FILTER (WHERE outcome = 'LOST'), 0), COALESCE(sum(attempts) FILTER (WHERE outcome = 'RELEASED'), 0),
+            sum(gpu_ms), sum(cost_nano_usd), sum(fee_nano_usd), sum(provider_nano_usd)
+          FROM usage_rollups GROUP BY 1, 2, 3;
+      `,
+      );
+    },
+  },
 };
