@@ -120,7 +120,8 @@ function scopeSql(scope: UsageScope): RawBuilder<boolean> {
 
 interface SumsRow {
   start: Date;
-  key: string;
+  key: string | null;
+  submitted: string;
   attempts: string;
   succeeded: string;
   failed: string;
@@ -134,74 +135,96 @@ interface SumsRow {
   provider: string;
 }
 
+type BucketRow = { start: Date; end: Date; offset_minutes: number };
+
 /**
  * Sums usage per bucket (and group) from the 15-minute rollups, never from the
  * records: the work depends on the buckets in range, not on how much usage there was.
  */
 export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> {
-  // The bucket list and the sums run at once: the sums read a range a little wider than any
-  // bucket can reach (rows outside the listed buckets are dropped below), so they need not wait.
+  // Rollups are read over a range a little wider than any bucket can reach; rows outside the
+  // buckets that overlap the request are dropped when the answer is assembled.
   const margin = WIDEN_MS[q.granularity];
   const from = new Date(Math.floor(q.start.getTime() / SLOT_MS) * SLOT_MS - margin);
   const to = new Date(Math.ceil(q.end.getTime() / SLOT_MS) * SLOT_MS + margin);
+  const rows = rowsSql(q, from, to);
+  if (q.granularity === "hour") {
+    // One statement: every 15-minute slot of the range with its local hour (the time-zone arithmetic
+    // runs once per slot, not once per rollup row), joined to the rollup rows of that slot.
+    const result = await sql<SumsRow & { offset_minutes: number }>`
+      WITH u AS (${rows}), slots AS (
+        SELECT s AS slot, ${localBucketStart(sql`s`, "hour", q.timeZone)} AS start,
+          (extract(epoch FROM (s AT TIME ZONE ${q.timeZone}) - (s AT TIME ZONE 'UTC')) / 60)::int AS offset_minutes
+        FROM generate_series(${from}::timestamptz, ${to}::timestamptz - interval '15 minutes', interval '15 minutes') s
+      )
+      SELECT slots.start, min(slots.offset_minutes) FILTER (WHERE slots.slot = slots.start) AS offset_minutes, u.key, ${SUMS}
+      FROM slots LEFT JOIN u ON u.bucket = slots.slot
+      GROUP BY slots.start, u.key
+      ORDER BY slots.start`.execute(db);
+    const starts: Array<{ start: Date; offset: number }> = [];
+    for (const r of result.rows) {
+      const prev = starts[starts.length - 1];
+      if (!prev || prev.start.getTime() !== r.start.getTime()) starts.push({ start: r.start, offset: r.offset_minutes });
+      else if (prev.offset === null) prev.offset = r.offset_minutes;
+    }
+    const buckets: BucketRow[] = [];
+    for (let i = 0; i + 1 < starts.length; i++) {
+      const b = { start: starts[i]!.start, end: starts[i + 1]!.start, offset_minutes: starts[i]!.offset ?? 0 };
+      if (b.end.getTime() > q.start.getTime() && b.start.getTime() < q.end.getTime()) buckets.push(b);
+    }
+    return assemble(q, buckets, result.rows);
+  }
+  const [buckets, sums] = await Promise.all([
+    bucketsSql(q).execute(db),
+    sql<SumsRow>`WITH u AS (${rows}) SELECT ${localBucketStart(sql`bucket`, q.granularity, q.timeZone)} AS start, key, ${SUMS} FROM u GROUP BY 1, 2`.execute(db),
+  ]);
+  return assemble(q, buckets.rows, sums.rows);
+}
+
+const SUMS = sql`sum(submitted)::text AS submitted, sum(attempts)::text AS attempts, sum(succeeded)::text AS succeeded,
+  sum(failed)::text AS failed, sum(cancelled)::text AS cancelled, sum(timed_out)::text AS timed_out, sum(lost)::text AS lost,
+  sum(released)::text AS released, sum(gpu_ms)::text AS gpu_ms, sum(cost)::text AS cost, sum(fee)::text AS fee, sum(provider)::text AS provider`;
+
+/**
+ * The rows to sum, per 15-minute bucket and group key: usage from the narrow
+ * rollup when it has what is asked (the caller's totals or apps), else from the
+ * full one; submissions (the caller's, with no GPU, node or outcome yet) beside them.
+ */
+function rowsSql(q: SummaryQuery, from: Date, to: Date): RawBuilder<unknown> {
   const appFilter = q.appId ? sql`AND app_id = ${q.appId}` : sql``;
-  // A 15-minute bucket's local hour, day or month. Hours: from a map of the range's slots, so the
-  // time-zone arithmetic runs once per slot, not once per rollup row.
-  const hourly = q.granularity === "hour";
-  const slots = hourly
-    ? sql`, slots AS (
-        SELECT s AS slot, ${localBucketStart(sql`s`, "hour", q.timeZone)} AS start
-        FROM generate_series(${from}::timestamptz, ${to}::timestamptz - interval '15 minutes', interval '15 minutes') s)`
-    : sql``;
-  const bucketStart = hourly ? sql`slots.start` : localBucketStart(sql`bucket`, q.granularity, q.timeZone);
-  const join = hourly ? sql`JOIN slots ON slots.slot = r.bucket` : sql``;
-  // Totals and apps of what a workspace called need no GPU model, node or outcome: the narrow rollup.
-  const narrow = q.scope.view === "caller" && (q.groupBy === "none" || q.groupBy === "app");
-  const count = (outcome: string) => sql`COALESCE(sum(attempts) FILTER (WHERE outcome = ${outcome}), 0)`;
-  const counts = narrow
-    ? sql`sum(attempts)::text AS attempts, sum(succeeded)::text AS succeeded, sum(failed)::text AS failed, sum(cancelled)::text AS cancelled,
-        sum(timed_out)::text AS timed_out, sum(lost)::text AS lost, sum(released)::text AS released`
-    : sql`sum(attempts)::text AS attempts, ${count("SUCCEEDED")}::text AS succeeded, ${count("FAILED")}::text AS failed,
-        ${count("CANCELLED")}::text AS cancelled, ${count("TIMED_OUT")}::text AS timed_out, ${count("LOST")}::text AS lost,
-        ${count("RELEASED")}::text AS released`;
-  const usage = sql<SumsRow>`
-    WITH r AS (
-      SELECT * FROM ${narrow ? sql`usage_rollups_by_app` : sql`usage_rollups`}
-      WHERE ${scopeSql(q.scope)} AND bucket >= ${from} AND bucket < ${to} ${appFilter}
-    ) ${slots}
-    SELECT ${bucketStart} AS start, ${GROUP_COLUMN[q.groupBy]} AS key, ${counts}, sum(gpu_ms)::text AS gpu_ms,
-      sum(cost_nano_usd)::text AS cost, sum(fee_nano_usd)::text AS fee, sum(provider_nano_usd)::text AS provider
-    FROM r ${join}
-    GROUP BY 1, 2`.execute(db);
-  // Submissions belong to the caller and have no GPU, node or outcome yet.
-  const countSubmitted = q.scope.view === "caller" && (q.groupBy === "none" || q.groupBy === "app");
-  const submitted = countSubmitted
-    ? sql<{ start: Date; key: string; submitted: string }>`
-        WITH r AS (
-          SELECT * FROM task_submissions
-          WHERE workspace_id = ${q.scope.workspaceId} AND bucket >= ${from} AND bucket < ${to} ${appFilter}
-        ) ${slots}
-        SELECT ${bucketStart} AS start, ${q.groupBy === "app" ? sql`app_id` : sql`''`} AS key, sum(submitted)::text AS submitted
-        FROM r ${join}
-        GROUP BY 1, 2`.execute(db)
-    : Promise.resolve({ rows: [] });
-  const [bucketRows, usageRows, submittedRows] = await Promise.all([bucketsSql(q).execute(db), usage, submitted]);
-  const buckets = bucketRows.rows;
+  const range = sql`bucket >= ${from} AND bucket < ${to} ${appFilter}`;
+  const key = GROUP_COLUMN[q.groupBy];
+  const caller = q.scope.view === "caller";
+  const narrow = caller && (q.groupBy === "none" || q.groupBy === "app");
+  const count = (outcome: string) => sql`CASE WHEN outcome = ${outcome} THEN attempts ELSE 0 END`;
+  const usage = narrow
+    ? sql`SELECT bucket, ${key} AS key, 0 AS submitted, attempts, succeeded, failed, cancelled, timed_out, lost, released,
+          gpu_ms, cost_nano_usd AS cost, fee_nano_usd AS fee, provider_nano_usd AS provider
+        FROM usage_rollups_by_app WHERE ${scopeSql(q.scope)} AND ${range}`
+    : sql`SELECT bucket, ${key} AS key, 0 AS submitted, attempts, ${count("SUCCEEDED")} AS succeeded, ${count("FAILED")} AS failed,
+          ${count("CANCELLED")} AS cancelled, ${count("TIMED_OUT")} AS timed_out, ${count("LOST")} AS lost, ${count("RELEASED")} AS released,
+          gpu_ms, cost_nano_usd AS cost, fee_nano_usd AS fee, provider_nano_usd AS provider
+        FROM usage_rollups WHERE ${scopeSql(q.scope)} AND ${range}`;
+  if (!narrow) return usage;
+  return sql`${usage}
+    UNION ALL
+    SELECT bucket, ${key} AS key, submitted, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM task_submissions WHERE workspace_id = ${q.scope.workspaceId} AND ${range}`;
+}
+
+/** The answer: every bucket, its groups in key order, totals; rows outside the buckets are dropped. */
+function assemble(q: SummaryQuery, buckets: readonly BucketRow[], rows: readonly SumsRow[]): Summary {
   const first = buckets[0];
   const last = buckets[buckets.length - 1];
   if (!first || !last) return { buckets: [], totals: zeroSums(), start: q.start, end: q.end };
-
   const byBucket = new Map<number, Map<string, UsageSums>>(buckets.map((b) => [b.start.getTime(), new Map()]));
-  const groupOf = (start: Date, key: string): UsageSums | undefined => {
-    const groups = byBucket.get(start.getTime());
-    if (!groups) return undefined; // in the margin, outside the covered range
-    let sums = groups.get(key);
-    if (!sums) groups.set(key, (sums = zeroSums()));
-    return sums;
-  };
-  for (const r of usageRows.rows) {
-    const g = groupOf(r.start, r.key);
-    if (!g) continue;
+  for (const r of rows) {
+    if (r.key === null) continue; // an empty slot
+    const groups = byBucket.get(r.start.getTime());
+    if (!groups) continue; // in the margin, outside the covered range
+    let g = groups.get(r.key);
+    if (!g) groups.set(r.key, (g = zeroSums()));
+    g.submitted += BigInt(r.submitted);
     g.attempts += BigInt(r.attempts);
     g.succeeded += BigInt(r.succeeded);
     g.failed += BigInt(r.failed);
@@ -214,15 +237,10 @@ export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> 
     g.feeNanoUsd += BigInt(r.fee);
     g.providerNanoUsd += BigInt(r.provider);
   }
-  for (const r of submittedRows.rows) {
-    const g = groupOf(r.start, r.key);
-    if (g) g.submitted += BigInt(r.submitted);
-  }
-
   const totals = zeroSums();
   const out = buckets.map((b): SummaryBucket => {
     const groups = [...byBucket.get(b.start.getTime())!.entries()].sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0)).map(([key, sums]) => ({ key, sums }));
-    const bucketTotals = groups.length === 1 ? { ...groups[0]!.sums } : groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
+    const bucketTotals = groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
     addSums(totals, bucketTotals);
     return { start: b.start, end: b.end, offsetMinutes: b.offset_minutes, totals: bucketTotals, groups: q.groupBy === "none" ? [] : groups };
   });
