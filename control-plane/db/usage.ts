@@ -37,7 +37,20 @@ export interface RecordedUsage {
  */
 export async function recordUsage(db: Kysely<Database>, attemptIds: readonly string[]): Promise<RecordedUsage[]> {
   if (attemptIds.length === 0) return [];
-  const result = await sql<{
+  const result = await recordUsageStatement(attemptIds).execute(db);
+  return result.rows.map((r) => ({
+    attemptId: r.attempt_id,
+    taskId: r.task_id,
+    workspaceId: r.workspace_id,
+    outcome: r.outcome,
+    gpuMs: Number(r.gpu_ms),
+    costNanoUsd: Number(r.cost_nano_usd),
+    feeNanoUsd: Number(r.fee_nano_usd),
+  }));
+}
+
+function recordUsageStatement(attemptIds: readonly string[]) {
+  return sql<{
     attempt_id: string;
     task_id: string;
     workspace_id: string;
@@ -102,16 +115,7 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
       ON CONFLICT (attempt_id) DO NOTHING
       RETURNING *
     ), roll AS (${rollUp(sql`ins`)}), roll_by_app AS (${rollUpByApp(sql`ins`)})
-    SELECT attempt_id, task_id, workspace_id, outcome, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`.execute(db);
-  return result.rows.map((r) => ({
-    attemptId: r.attempt_id,
-    taskId: r.task_id,
-    workspaceId: r.workspace_id,
-    outcome: r.outcome,
-    gpuMs: Number(r.gpu_ms),
-    costNanoUsd: Number(r.cost_nano_usd),
-    feeNanoUsd: Number(r.fee_nano_usd),
-  }));
+    SELECT attempt_id, task_id, workspace_id, outcome, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`;
 }
 
 /**

@@ -34,3 +34,27 @@ describe("createBatcher", () => {
     expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
   });
 });
+
+describe("createBatcher with maxInFlight", () => {
+  it("holds items while a flush is in flight and sends them together next", async () => {
+    const batches: number[][] = [];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const b = createBatcher(
+      async (items: number[]) => {
+        batches.push(items);
+        if (batches.length === 1) await gate;
+        return items;
+      },
+      { maxInFlight: 1, maxDelayMs: 0 },
+    );
+    const first = b.add(1);
+    await new Promise((r) => setTimeout(r, 10));
+    const later = [b.add(2), b.add(3), b.add(4)];
+    await new Promise((r) => setTimeout(r, 10));
+    expect(batches).toEqual([[1]]);
+    release();
+    expect(await Promise.all([first, ...later])).toEqual([1, 2, 3, 4]);
+    expect(batches).toEqual([[1], [2, 3, 4]]);
+  });
+});

@@ -121,7 +121,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const pendingProgress = new Map<string, { taskId: string; attemptId: string; progress: ProgressRow }>();
   // Task updates from all workers, written many per statement.
   const progressing = createBatcher((items: AttemptProgress[]) => markAttemptsProgressing(db, items));
-  const plainFinishes = createBatcher((items: PlainFinish[]) => finishAttemptsPlainly(db, items));
+  // One finish batch at a time: each writes usage rollups, rows that every finish of an app shares.
+  const plainFinishes = createBatcher((items: PlainFinish[]) => finishAttemptsPlainly(db, items), { maxInFlight: 1 });
   const claims = createBatcher((items: CheckedClaim[]) => saveClaims(db, items));
   const finish = (ref: AttemptRef, outcome: AttemptOutcome): Promise<FinishResult> =>
     outcome.outcome === "SUCCEEDED" || outcome.outcome === "CANCELLED"
