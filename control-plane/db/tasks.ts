@@ -337,7 +337,8 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
     ),
     n AS (
       UPDATE nodes SET completed_attempts = completed_attempts + c.k
-      FROM (SELECT node_id, count(*) AS k FROM a GROUP BY node_id) c WHERE nodes.id = c.node_id
+      FROM (SELECT node_id, count(*) AS k FROM a GROUP BY node_id) c
+      WHERE nodes.id = c.node_id AND nodes.id IN (${lockNodesInOrder(sql`SELECT node_id FROM a`)})
       RETURNING nodes.id
     ),
     t AS (
@@ -412,7 +413,8 @@ export async function requeueLostAttempts(db: Db, attemptIds: readonly string[],
       RETURNING id, task_id, node_id
     ), n AS (
       UPDATE nodes SET lost_attempts = lost_attempts + c.lost
-      FROM (SELECT node_id, count(*) AS lost FROM a GROUP BY node_id) c WHERE nodes.id = c.node_id
+      FROM (SELECT node_id, count(*) AS lost FROM a GROUP BY node_id) c
+      WHERE nodes.id = c.node_id AND nodes.id IN (${lockNodesInOrder(sql`SELECT node_id FROM a`)})
       RETURNING nodes.id
     ), t AS (
     UPDATE tasks SET
@@ -492,4 +494,13 @@ export async function expireQueuedTasks(db: Db): Promise<string[]> {
     WHERE state = 'QUEUED' AND expires_at < now()
     RETURNING id`.execute(db);
   return result.rows.map((r) => r.id);
+}
+
+/**
+ * Locks the given nodes' rows in id order, as heartbeat writes (touchNodes) do:
+ * multi-row updates of nodes that all take their locks in one order cannot
+ * deadlock each other.
+ */
+function lockNodesInOrder(nodeIds: ReturnType<typeof sql>) {
+  return sql`SELECT id FROM nodes WHERE id IN (${nodeIds}) ORDER BY id FOR NO KEY UPDATE`;
 }
