@@ -59,7 +59,9 @@ function recordUsageStatement(attemptIds: readonly string[]) {
     cost_nano_usd: number;
     fee_nano_usd: number;
   }>`
-    WITH ended AS (
+    -- MATERIALIZED: computed once per attempt. Inlined, the later steps would copy the cap and price
+    -- expressions into every place that uses them (dozens of subplans per row: 40x slower).
+    WITH ended AS MATERIALIZED (
       SELECT at.id, at.task_id, at.workspace_id, at.app_id, at.node_id, at.state AS outcome,
         jsonb_array_length(at.gpu_indices) AS gpu_count,
         COALESCE(at.started_at, at.created_at) AS price_at,
@@ -78,7 +80,8 @@ function recordUsageStatement(attemptIds: readonly string[]) {
       FROM attempts at
       JOIN apps a ON a.id = at.app_id
       LEFT JOIN nodes n ON n.id = at.node_id
-      LEFT JOIN tasks t ON t.id = at.task_id
+      -- A lookup per attempt by primary key (OFFSET 0 keeps the planner from turning it into a scan of all tasks).
+      LEFT JOIN LATERAL (SELECT tasks.max_cost_nano_usd FROM tasks WHERE tasks.id = at.task_id OFFSET 0) t ON true
       WHERE at.id IN (${sql.join([...attemptIds])}) AND at.ended_at IS NOT NULL
     ), billed AS (
       SELECT e.*, e.worker_ms - e.cp_ms AS disagreement_ms,
@@ -96,7 +99,7 @@ function recordUsageStatement(attemptIds: readonly string[]) {
         CASE WHEN e.outcome = 'SUCCEEDED' AND e.workspace_id <> e.app_workspace_id THEN e.call_fee_nano_usd ELSE 0 END AS fee,
         (SELECT provider_share_basis_points FROM billing_settings) AS share
       FROM ended e
-    ), capped AS (
+    ), capped AS MATERIALIZED (
       SELECT b.*, CASE WHEN b.cap_ms IS NULL THEN b.measured_ms ELSE LEAST(b.measured_ms, b.cap_ms) END AS execution_ms FROM billed b
     ), priced AS (
       SELECT b.*, b.execution_ms * b.gpu_count AS gpu_ms,
