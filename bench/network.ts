@@ -36,10 +36,9 @@ function assertLoopback(url: string): void {
   if (!["127.0.0.1", "localhost", "::1", "[::1]"].includes(host)) throw new Error(`bench: only loopback servers are allowed, got ${url}`);
 }
 
-/** Creates the database and starts the control-plane process; `scope` stops it and drops the database. */
-export async function startBenchNetwork(scope: Scope, options: BenchNetworkOptions = {}): Promise<BenchNetwork> {
+/** A fresh database on the bench's Postgres, dropped (forcibly) when `scope` ends; returns its URL. */
+export async function createBenchDatabase(scope: Scope): Promise<string> {
   assertLoopback(PG_ADMIN_URL);
-  assertLoopback(NATS_URL);
   const name = `ngpu_bench_${randomBytes(6).toString("hex")}`;
   const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
   await admin.connect();
@@ -59,6 +58,15 @@ export async function startBenchNetwork(scope: Scope, options: BenchNetworkOptio
   });
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Creates the database and starts the control-plane process; `scope` stops it and drops the database. */
+export async function startBenchNetwork(scope: Scope, options: BenchNetworkOptions = {}): Promise<BenchNetwork> {
+  assertLoopback(PG_ADMIN_URL);
+  assertLoopback(NATS_URL);
+  const url = new URL(await createBenchDatabase(scope));
+  const name = url.pathname.slice(1);
   if (process.env.NGPU_BENCH_PG_LOG_STATEMENTS === "1") {
     // Diagnostics: the server logs every statement on this database with its duration.
     const c = new pg.Client({ connectionString: PG_ADMIN_URL });

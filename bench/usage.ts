@@ -6,13 +6,11 @@
 // Only a sample goes through the real path (it needs a task and an attempt row
 // per record); the rest is generated in SQL with generate_series and added to
 // the rollups by the very same statements (rollUp / rollUpByApp) the write path uses.
-import { randomBytes } from "node:crypto";
 import { sql } from "kysely";
-import pg from "pg";
 import { type Db, openDatabase } from "../control-plane/db/database.js";
 import { recordUsage, rollUp, rollUpByApp } from "../control-plane/db/usage.js";
 import { type GroupBy, summarizeUsage } from "../control-plane/metering/summaries.js";
-import { PG_ADMIN_URL } from "./network.js";
+import { createBenchDatabase } from "./network.js";
 import { Scope } from "./scope.js";
 import { distribution, r2, type Result } from "./stats.js";
 
@@ -49,28 +47,6 @@ const shapeSql = (n: number) => sql`
   CASE WHEN i % 50 = 1 THEN 'LOST' WHEN i % 20 = 3 THEN 'FAILED' ELSE 'SUCCEEDED' END AS outcome,
   ${FROM}::bigint + (i::bigint * ${SPAN_MS}::bigint / ${n}) AS ended_ms`;
 
-async function createDatabase(scope: Scope): Promise<string> {
-  const name = `ngpu_bench_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  scope.defer(`drop database ${name}`, async () => {
-    const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-    await c.connect();
-    try {
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    } finally {
-      await c.end();
-    }
-  });
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 async function setUp(db: Db): Promise<void> {
   await sql`INSERT INTO workspaces (id, name) SELECT 'ws_' || lpad(w::text, 3, '0'), 'bench ' || w FROM generate_series(0, ${WORKSPACES - 1}) w`.execute(db);
@@ -133,7 +109,7 @@ async function timeSummaries(db: Db, workspaceId: string, groupBy: GroupBy, quer
 export async function runUsage(options: UsageBenchOptions, progress: (line: string) => void): Promise<Result[]> {
   const scope = new Scope();
   try {
-    const url = await createDatabase(scope);
+    const url = await createBenchDatabase(scope);
     const db = await openDatabase({ kind: "postgres", url, poolSize: 4 });
     scope.defer("close database pool", () => db.destroy());
     await setUp(db);
