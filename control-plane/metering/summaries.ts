@@ -121,6 +121,8 @@ function scopeSql(scope: UsageScope): RawBuilder<boolean> {
 interface SumsRow {
   start: Date;
   key: string | null;
+  /** False: counts only toward the bucket's totals (submissions in a grouping they have no key for). */
+  grouped: boolean | null;
   submitted: string;
   attempts: string;
   succeeded: string;
@@ -157,9 +159,9 @@ export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> 
           (extract(epoch FROM (s AT TIME ZONE ${q.timeZone}) - (s AT TIME ZONE 'UTC')) / 60)::int AS offset_minutes
         FROM generate_series(${from}::timestamptz, ${to}::timestamptz - interval '15 minutes', interval '15 minutes') s
       )
-      SELECT slots.start, min(slots.offset_minutes) FILTER (WHERE slots.slot = slots.start) AS offset_minutes, u.key, ${SUMS}
+      SELECT slots.start, min(slots.offset_minutes) FILTER (WHERE slots.slot = slots.start) AS offset_minutes, u.key, u.grouped, ${SUMS}
       FROM slots LEFT JOIN u ON u.bucket = slots.slot
-      GROUP BY slots.start, u.key
+      GROUP BY slots.start, u.key, u.grouped
       ORDER BY slots.start`.execute(db);
     const starts: Array<{ start: Date; offset: number }> = [];
     for (const r of result.rows) {
@@ -176,7 +178,7 @@ export async function summarizeUsage(db: Db, q: SummaryQuery): Promise<Summary> 
   }
   const [buckets, sums] = await Promise.all([
     bucketsSql(q).execute(db),
-    sql<SumsRow>`WITH u AS (${rows}) SELECT ${localBucketStart(sql`bucket`, q.granularity, q.timeZone)} AS start, key, ${SUMS} FROM u GROUP BY 1, 2`.execute(db),
+    sql<SumsRow>`WITH u AS (${rows}) SELECT ${localBucketStart(sql`bucket`, q.granularity, q.timeZone)} AS start, key, grouped, ${SUMS} FROM u GROUP BY 1, 2, 3`.execute(db),
   ]);
   return assemble(q, buckets.rows, sums.rows);
 }
@@ -188,27 +190,29 @@ const SUMS = sql`sum(submitted)::text AS submitted, sum(attempts)::text AS attem
 /**
  * The rows to sum, per 15-minute bucket and group key: usage from the narrow
  * rollup when it has what is asked (the caller's totals or apps), else from the
- * full one; submissions (the caller's, with no GPU, node or outcome yet) beside them.
+ * full one; the caller's submissions beside them. A submission has no GPU model,
+ * node or outcome yet: in those groupings it counts toward the totals only
+ * (grouped = false), so a range's totals never depend on the grouping.
  */
 function rowsSql(q: SummaryQuery, from: Date, to: Date): RawBuilder<unknown> {
   const appFilter = q.appId ? sql`AND app_id = ${q.appId}` : sql``;
   const range = sql`bucket >= ${from} AND bucket < ${to} ${appFilter}`;
   const key = GROUP_COLUMN[q.groupBy];
-  const caller = q.scope.view === "caller";
-  const narrow = caller && (q.groupBy === "none" || q.groupBy === "app");
+  const narrow = q.groupBy === "none" || q.groupBy === "app";
   const count = (outcome: string) => sql`CASE WHEN outcome = ${outcome} THEN attempts ELSE 0 END`;
-  const usage = narrow
-    ? sql`SELECT bucket, ${key} AS key, 0 AS submitted, attempts, succeeded, failed, cancelled, timed_out, lost, released,
+  const usage =
+    narrow && q.scope.view === "caller"
+      ? sql`SELECT bucket, ${key} AS key, true AS grouped, 0 AS submitted, attempts, succeeded, failed, cancelled, timed_out, lost, released,
           gpu_ms, cost_nano_usd AS cost, fee_nano_usd AS fee, provider_nano_usd AS provider
         FROM usage_rollups_by_app WHERE ${scopeSql(q.scope)} AND ${range}`
-    : sql`SELECT bucket, ${key} AS key, 0 AS submitted, attempts, ${count("SUCCEEDED")} AS succeeded, ${count("FAILED")} AS failed,
+      : sql`SELECT bucket, ${key} AS key, true AS grouped, 0 AS submitted, attempts, ${count("SUCCEEDED")} AS succeeded, ${count("FAILED")} AS failed,
           ${count("CANCELLED")} AS cancelled, ${count("TIMED_OUT")} AS timed_out, ${count("LOST")} AS lost, ${count("RELEASED")} AS released,
           gpu_ms, cost_nano_usd AS cost, fee_nano_usd AS fee, provider_nano_usd AS provider
         FROM usage_rollups WHERE ${scopeSql(q.scope)} AND ${range}`;
-  if (!narrow) return usage;
+  if (q.scope.view !== "caller") return usage;
   return sql`${usage}
     UNION ALL
-    SELECT bucket, ${key} AS key, submitted, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    SELECT bucket, ${narrow ? key : sql`''`} AS key, ${narrow ? sql`true` : sql`false`} AS grouped, submitted, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
     FROM task_submissions WHERE workspace_id = ${q.scope.workspaceId} AND ${range}`;
 }
 
@@ -218,12 +222,18 @@ function assemble(q: SummaryQuery, buckets: readonly BucketRow[], rows: readonly
   const last = buckets[buckets.length - 1];
   if (!first || !last) return { buckets: [], totals: zeroSums(), start: q.start, end: q.end };
   const byBucket = new Map<number, Map<string, UsageSums>>(buckets.map((b) => [b.start.getTime(), new Map()]));
+  // Sums that count toward a bucket's totals but belong to no group.
+  const ungrouped = new Map<number, UsageSums>();
   for (const r of rows) {
     if (r.key === null) continue; // an empty slot
     const groups = byBucket.get(r.start.getTime());
     if (!groups) continue; // in the margin, outside the covered range
-    let g = groups.get(r.key);
-    if (!g) groups.set(r.key, (g = zeroSums()));
+    let g = r.grouped ? groups.get(r.key) : ungrouped.get(r.start.getTime());
+    if (!g) {
+      g = zeroSums();
+      if (r.grouped) groups.set(r.key, g);
+      else ungrouped.set(r.start.getTime(), g);
+    }
     g.submitted += BigInt(r.submitted);
     g.attempts += BigInt(r.attempts);
     g.succeeded += BigInt(r.succeeded);
@@ -241,6 +251,8 @@ function assemble(q: SummaryQuery, buckets: readonly BucketRow[], rows: readonly
   const out = buckets.map((b): SummaryBucket => {
     const groups = [...byBucket.get(b.start.getTime())!.entries()].sort(([a], [c]) => (a < c ? -1 : a > c ? 1 : 0)).map(([key, sums]) => ({ key, sums }));
     const bucketTotals = groups.reduce((acc, g) => addSums(acc, g.sums), zeroSums());
+    const extra = ungrouped.get(b.start.getTime());
+    if (extra) addSums(bucketTotals, extra);
     addSums(totals, bucketTotals);
     return { start: b.start, end: b.end, offsetMinutes: b.offset_minutes, totals: bucketTotals, groups: q.groupBy === "none" ? [] : groups };
   });

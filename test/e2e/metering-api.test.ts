@@ -1,6 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { usageBucket } from "../../control-plane/db/usage.js";
 import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
 import { UsageGranularity, UsageGroupBy, type GetUsageSummaryResponse, type UsageRecord, type UsageTotals } from "../../gen/ngpu/v1/usage_pb.js";
 import { formatUsd, type NgpuClient } from "../../sdk/index.js";
@@ -37,6 +39,9 @@ describe("metering: usage API", () => {
     for (const s of seeds) {
       await recordInBatches(db, await seedEndedAttempts(db, { workspaceId: net.workspaceId, firstStart: MARCH, ...s }));
     }
+    // Each seeded task counted as submitted, as a submit does.
+    await sql`INSERT INTO task_submissions (workspace_id, bucket, app_id, shard, submitted)
+      SELECT workspace_id, ${usageBucket(sql`created_at`)}, app_id, 0, count(*) FROM tasks WHERE workspace_id = ${net.workspaceId} GROUP BY 1, 2, 3`.execute(db);
   });
   afterAll(async () => {
     await Promise.allSettled(workers.map((w) => w.shutdown(0)));
@@ -74,8 +79,13 @@ describe("metering: usage API", () => {
     const groups = [UsageGroupBy.UNSPECIFIED, UsageGroupBy.APP, UsageGroupBy.GPU_MODEL, UsageGroupBy.NODE, UsageGroupBy.OUTCOME];
     for (const [granularity, start, end, timeZone] of ranges) {
       let covered: { start: Date; end: Date; records: UsageRecord[] } | undefined;
+      let ungroupedTotals: UsageTotals | undefined;
       for (const groupBy of groups) {
         const s = await ngpu.usage.summary({ start, end, timeZone, granularity, groupBy });
+        // A range's totals (submissions included) never depend on the grouping.
+        ungroupedTotals ??= s.totals;
+        expect(ungroupedTotals!.submitted).toBeGreaterThan(0n);
+        expect(s.totals, `${UsageGranularity[granularity]} ${UsageGroupBy[groupBy]}`).toEqual(ungroupedTotals);
         const rangeStart = timestampDate(s.startTime!);
         const rangeEnd = timestampDate(s.endTime!);
         covered ??= { start: rangeStart, end: rangeEnd, records: await allRecords(ngpu, rangeStart, rangeEnd) };

@@ -21,7 +21,8 @@ export const file_ngpu_v1_usage: GenFile = /*@__PURE__*/
  */
 export type UsageTotals = Message<"ngpu.v1.UsageTotals"> & {
   /**
-   * Tasks submitted (caller view; not split by GPU model, node or outcome: 0 in those groups).
+   * Tasks submitted (caller view). A submission has no GPU model, node or outcome: 0 in those
+   * groups, but always counted in the bucket and range totals, which never depend on the grouping.
    *
    * @generated from field: int64 submitted = 1;
    */
