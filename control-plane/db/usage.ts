@@ -4,8 +4,10 @@ import { CAP_MS } from "./task-cap.js";
 
 /**
  * Worker-measured execution time is believed when it is within this many ms of
- * the control plane's own (RUNNING seen → finish seen); beyond it the control
- * plane's time is billed and the disagreement stays on the record.
+ * the control plane's own (RUNNING seen → finish seen), and then only up to the
+ * control plane's: a worker may report less (its clock starts after the network
+ * hop), never more. Beyond the tolerance the control plane's time is billed and
+ * the disagreement stays on the record.
  */
 export const CLOCK_TOLERANCE_MS = 500;
 
@@ -68,7 +70,8 @@ function recordUsageStatement(attemptIds: readonly string[]) {
         a.workspace_id AS app_workspace_id, a.call_fee_nano_usd,
         n.provider_workspace_id,
         COALESCE((SELECT g->>'model' FROM jsonb_array_elements(n.gpus) g WHERE g->'index' = at.gpu_indices->0 LIMIT 1), '') AS gpu_model,
-        (EXTRACT(EPOCH FROM at.started_at) * 1000)::bigint AS started_ms,
+        -- Without a RUNNING report, the window the control plane saw opens when the attempt got its GPUs.
+        (EXTRACT(EPOCH FROM COALESCE(at.started_at, at.created_at)) * 1000)::bigint AS started_ms,
         (EXTRACT(EPOCH FROM at.ended_at) * 1000)::bigint AS ended_ms,
         (EXTRACT(EPOCH FROM at.ended_at - at.started_at) * 1000)::bigint AS cp_ms,
         -- GREATEST ignores NULLs: keep "no worker report" NULL.
@@ -89,7 +92,8 @@ function recordUsageStatement(attemptIds: readonly string[]) {
           WHEN e.outcome IN ('LOST', 'RELEASED') THEN 0
           WHEN e.cp_ms IS NULL THEN LEAST(COALESCE(e.worker_ms, 0), GREATEST(0, e.held_ms))
           WHEN e.worker_ms IS NULL OR abs(e.worker_ms - e.cp_ms) > ${CLOCK_TOLERANCE_MS} THEN GREATEST(0, e.cp_ms)
-          ELSE e.worker_ms
+          -- Clamped into the control plane's window: a worker's extra milliseconds are never billed.
+          ELSE GREATEST(0, LEAST(e.worker_ms, e.cp_ms))
         END AS measured_ms,
         COALESCE((
           SELECT p.nano_usd_per_gpu_second FROM gpu_prices p

@@ -93,13 +93,18 @@ describe("metering: usage records", () => {
     const node = await seedNode(db, { gpuCount: 2 });
     const base = { workspaceId: ws.id, appId: app, nodeId: node, count: 1, firstStart: new Date("2026-05-01T00:00:00Z"), spacingMs: 0, executionMs: 10_000, gpuIndices: [0, 1] };
     const [close] = await seedEndedAttempts(db, { ...base, workerExtraMs: -(CLOCK_TOLERANCE_MS - 100) });
+    const [longer] = await seedEndedAttempts(db, { ...base, workerExtraMs: CLOCK_TOLERANCE_MS - 1 });
     const [far] = await seedEndedAttempts(db, { ...base, workerExtraMs: 10_000 });
     const [none] = await seedEndedAttempts(db, { ...base, workerExtraMs: null });
-    await recordUsage(db, [close!, far!, none!]);
+    await recordUsage(db, [close!, longer!, far!, none!]);
     const byId = new Map((await db.selectFrom("usage_records").selectAll().where("workspace_id", "=", ws.id).execute()).map((r) => [r.attempt_id, r]));
     expect(byId.get(close!)).toMatchObject({ execution_ms: 10_000 - (CLOCK_TOLERANCE_MS - 100), gpu_ms: 2 * (10_000 - (CLOCK_TOLERANCE_MS - 100)), gpu_count: 2, disagreement_ms: -(CLOCK_TOLERANCE_MS - 100) });
     expect(byId.get(far!)).toMatchObject({ execution_ms: 10_000, gpu_ms: 20_000, worker_execution_ms: 20_000, control_plane_execution_ms: 10_000, disagreement_ms: 10_000 });
     expect(byId.get(none!)).toMatchObject({ execution_ms: 10_000, worker_execution_ms: null, disagreement_ms: null });
+    // Within the tolerance but longer than the control plane saw: the worker's extra time is not billed.
+    expect(byId.get(longer!)).toMatchObject({ execution_ms: 10_000, worker_execution_ms: 10_000 + CLOCK_TOLERANCE_MS - 1, disagreement_ms: CLOCK_TOLERANCE_MS - 1 });
+    // Every record's own start and end hold the time it bills.
+    for (const r of byId.values()) expect(r.execution_ms).toBeLessThanOrEqual(r.ended_at_ms - r.started_at_ms!);
   });
 
   /** A task running on a node now, as the scheduler and a RUNNING report leave it. */

@@ -322,7 +322,8 @@ export type UsageRecord = Message<"ngpu.v1.UsageRecord"> & {
   outcome: string;
 
   /**
-   * When execution started and ended, as the control plane saw it (start is 0 if it never ran).
+   * When execution started and ended, as the control plane saw it (without a RUNNING report, the
+   * start is when the attempt was given its GPUs). The billed time never exceeds end − start.
    *
    * @generated from field: int64 start_time_ms = 9;
    */
@@ -358,7 +359,8 @@ export type UsageRecord = Message<"ngpu.v1.UsageRecord"> & {
   controlPlaneExecutionMs?: bigint | undefined;
 
   /**
-   * worker − control plane; beyond the tolerance (500 ms) the control plane's time is billed.
+   * worker − control plane. Within the tolerance (500 ms) the smaller of the two is billed,
+   * beyond it the control plane's.
    *
    * @generated from field: optional int64 disagreement_ms = 15;
    */
