@@ -37,7 +37,7 @@ export function registerSubmitCommand(program: Command, ctx: CliContext): void {
     .option("--wait", "wait for the end, showing progress; exit 0 only if it succeeded")
     .option("--wait-timeout <duration>", "with --wait: stop waiting after this long (the task keeps running)")
     .option("--output-dir <dir>", "save files (data: URIs) of the output into this directory; implies --wait")
-    .option("--max-cost-usd <usd>", "spend cap of this task, e.g. 0.50: at the cap it is cancelled and billed up to it")
+    .option("--max-cost-usd <usd>", "spend cap of this task, e.g. 0.50, a published app's per-call fee included: at the cap it is cancelled and billed up to it")
     .option("--webhook <url>", "POST this task's events to a URL (the signing secret is printed)")
     .option("--webhook-events <list>", "with --webhook: state_changed,progress,completed (default: all)")
     .action(async (app: string, flags: SubmitFlags, command: Command) => {

@@ -76,6 +76,14 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     const app = await findCallableApp(db, principal.workspaceId, appRef);
     requireApp(principal, app.name, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
+    // The fee in force now is the one this call pays (README "Published apps"); a cap must leave room past it.
+    const callFeeNanoUsd = app.workspace_id === principal.workspaceId ? 0 : Number(app.call_fee_nano_usd);
+    if (req.maxCostNanoUsd > 0n && req.maxCostNanoUsd <= BigInt(callFeeNanoUsd)) {
+      throw invalidArgument(
+        `${field}max_cost_nano_usd`,
+        `must be more than the app's per-call fee of ${callFeeNanoUsd} nano-USD, which the cap includes (or 0: no cap)`,
+      );
+    }
     const limits = await getLimits(db, principal.workspaceId);
     const newTask = {
       workspaceId: principal.workspaceId,
@@ -89,6 +97,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       maxAttempts: maxAttempts || app.max_attempts,
       queueTtlMs: queueTtlMs || app.queue_ttl_ms,
       ...(req.maxCostNanoUsd > 0n ? { maxCostNanoUsd: Number(req.maxCostNanoUsd) } : {}),
+      callFeeNanoUsd,
     };
     const limited = hasLimits(limits);
     // With a webhook, task and webhook commit together (the webhook then hears of the task being queued).

@@ -206,6 +206,8 @@ export interface TaskTable {
   not_before: Timestamp | null;
   /** Spend cap of the task across its attempts, nano-USD; null: none. */
   max_cost_nano_usd: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Per-call fee fixed at submit (0 for the app author's own calls), charged if the task succeeds. */
+  call_fee_nano_usd: Generated<number>;
 }
 
 export interface AttemptTable {

@@ -3,6 +3,7 @@ import { NgpuError, notFound } from "../errors.js";
 import { newId } from "../ids.js";
 import type { Db } from "./database.js";
 import type { ProgressRow, TaskRow } from "./schema.js";
+import { CAP_MS } from "./task-cap.js";
 import { recordUsage, usageBucket } from "./usage.js";
 
 export const TERMINAL_STATES = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "EXPIRED"] as const;
@@ -29,6 +30,8 @@ export interface NewTaskInput {
   readonly queueTtlMs: number;
   /** Spend cap across its attempts, nano-USD; undefined: none. */
   readonly maxCostNanoUsd?: number;
+  /** The app's per-call fee as it applies to this caller now (0: none); fixed on the task. */
+  readonly callFeeNanoUsd?: number;
 }
 
 /** Rows per (workspace, bucket, app) that submissions spread their counting over. */
@@ -60,6 +63,7 @@ export async function insertTask(db: Db, task: NewTaskInput): Promise<{ id: stri
       timeout_ms: task.timeoutMs,
       max_attempts: task.maxAttempts,
       max_cost_nano_usd: task.maxCostNanoUsd ?? null,
+      call_fee_nano_usd: task.callFeeNanoUsd ?? 0,
       expires_at: task.queueTtlMs > 0 ? (sql`now() + make_interval(secs => ${task.queueTtlMs / 1000})` as never) : null,
       not_before: null,
       assigned_at: null,
@@ -326,7 +330,24 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
     }),
   );
   const statement = sql<{ id: string; task_changed: boolean }>`
-    WITH v(attempt_id, task_id, node_id, fencing_token, outcome, output, error, started_ms, ended_ms, execution_ms) AS (VALUES ${values}),
+    WITH reported(attempt_id, task_id, node_id, fencing_token, outcome, output, error, started_ms, ended_ms, execution_ms) AS (VALUES ${values}),
+    -- A task's spend cap holds however fast the attempt was (the monitor may not have looked yet):
+    -- past what its budget buys, it ends CANCELLED at the cap, without output, as the monitor would
+    -- have ended it, so the task shows the execution time that is billed.
+    budget AS MATERIALIZED (
+      SELECT r.attempt_id, t.max_cost_nano_usd, ${CAP_MS}::bigint AS cap_ms
+      FROM reported r JOIN attempts at ON at.id = r.attempt_id JOIN tasks t ON t.id = at.task_id LEFT JOIN nodes n ON n.id = at.node_id
+      WHERE t.max_cost_nano_usd IS NOT NULL
+    ),
+    v AS (
+      SELECT r.attempt_id, r.task_id, r.node_id, r.fencing_token, r.started_ms, r.ended_ms,
+        CASE WHEN over THEN 'CANCELLED' ELSE r.outcome END AS outcome,
+        CASE WHEN over THEN NULL ELSE r.output END AS output,
+        CASE WHEN over THEN 'spend cap of ' || b.max_cost_nano_usd || ' nano-USD reached' ELSE r.error END AS error,
+        CASE WHEN b.cap_ms IS NULL THEN r.execution_ms ELSE LEAST(r.execution_ms, b.cap_ms) END AS execution_ms
+      FROM reported r LEFT JOIN budget b ON b.attempt_id = r.attempt_id,
+        LATERAL (SELECT COALESCE(r.outcome = 'SUCCEEDED' AND r.execution_ms > b.cap_ms, false) AS over) o
+    ),
     a AS (
       UPDATE attempts SET state = v.outcome, ended_at = now(), error = v.error,
         worker_started_at_ms = v.started_ms, worker_ended_at_ms = v.ended_ms,

@@ -33,8 +33,8 @@ export interface RecordedUsage {
  * cold start; LOST and RELEASED attempts bill nothing; a TIMED_OUT attempt ended
  * at its timeout, so it bills exactly that; the price is the one in force for
  * the GPU model when the attempt started; cost = gpu_ms × price / 1000 rounded
- * to the nearest nano-USD (half up); the per-call fee applies to a successful
- * call from a workspace other than the author's; providers get
+ * to the nearest nano-USD (half up); the per-call fee fixed on the task at
+ * submit applies to a successful call from a workspace other than the author's; providers get
  * floor(cost × share / 10000).
  */
 export async function recordUsage(db: Kysely<Database>, attemptIds: readonly string[]): Promise<RecordedUsage[]> {
@@ -67,7 +67,7 @@ function recordUsageStatement(attemptIds: readonly string[]) {
       SELECT at.id, at.task_id, at.workspace_id, at.app_id, at.node_id, at.state AS outcome,
         jsonb_array_length(at.gpu_indices) AS gpu_count,
         COALESCE(at.started_at, at.created_at) AS price_at,
-        a.workspace_id AS app_workspace_id, a.call_fee_nano_usd,
+        a.workspace_id AS app_workspace_id, COALESCE(t.call_fee_nano_usd, 0) AS call_fee_nano_usd,
         n.provider_workspace_id,
         COALESCE((SELECT g->>'model' FROM jsonb_array_elements(n.gpus) g WHERE g->'index' = at.gpu_indices->0 LIMIT 1), '') AS gpu_model,
         -- Without a RUNNING report, the window the control plane saw opens when the attempt got its GPUs.
@@ -84,7 +84,7 @@ function recordUsageStatement(attemptIds: readonly string[]) {
       JOIN apps a ON a.id = at.app_id
       LEFT JOIN nodes n ON n.id = at.node_id
       -- A lookup per attempt by primary key (OFFSET 0 keeps the planner from turning it into a scan of all tasks).
-      LEFT JOIN LATERAL (SELECT tasks.max_cost_nano_usd FROM tasks WHERE tasks.id = at.task_id OFFSET 0) t ON true
+      LEFT JOIN LATERAL (SELECT tasks.max_cost_nano_usd, tasks.call_fee_nano_usd FROM tasks WHERE tasks.id = at.task_id OFFSET 0) t ON true
       WHERE at.id IN (${sql.join([...attemptIds])}) AND at.ended_at IS NOT NULL
     ), billed AS (
       SELECT e.*, e.worker_ms - e.cp_ms AS disagreement_ms,

@@ -175,4 +175,62 @@ describe("security: limits that protect users' money", () => {
     expect(Number(usage.cost_nano_usd)).toBe(Number(cap));
     expect(Number(usage.execution_ms)).toBe(10);
   });
+
+  it("a published app's fee is fixed at submit and counted inside the task's cap", async () => {
+    const author = await workspace();
+    const caller = await workspace();
+    const { app, worker } = await pricedProvider(author.ngpu);
+    await author.ngpu.apps.update({ app, public: true, callFeeNanoUsd: 500_000_000 }); // 0.5 USD a call
+    const ref = `${author.workspaceId}/${app}`;
+    // The fee alone is past the cap: refused, naming the cap.
+    const tooLow = await failure(() => caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: 10_000_000n }));
+    expect(tooLow.code).toBe(Code.InvalidArgument);
+    expect(tooLow.message).toMatch(/max_cost_nano_usd.*per-call fee of 500000000/);
+    // 1 USD cap, 0.5 USD fee: 0.5 s of execution left at 1 USD/s.
+    const cap = 1_000_000_000n;
+    const submitted = [await caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap }), await caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap })];
+    // The author raises the fee after the calls were made: they keep the fee they were submitted at.
+    await author.ngpu.apps.update({ app, callFeeNanoUsd: 1_000_000_000 });
+    expect((await failure(() => caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap }))).code).toBe(Code.InvalidArgument);
+    // One finishes quickly: charged the fee fixed at submit.
+    const quick = await worker.nextAssignment();
+    const startedAt = Date.now();
+    worker.started(quick);
+    await eventually(async () => ((await caller.ngpu.tasks.get(quick.taskId)).state === TaskState.RUNNING ? true : undefined));
+    worker.finish(quick, Outcome.SUCCEEDED, { startedAtMs: startedAt, endedAtMs: Date.now() });
+    await eventually(async () => ((await caller.ngpu.tasks.get(quick.taskId)).state === TaskState.SUCCEEDED ? true : undefined));
+    const quickCost = await caller.ngpu.usage.taskCost(quick.taskId);
+    expect(quickCost.feeNanoUsd).toBe(500_000_000n);
+    expect(quickCost.totalNanoUsd).toBeLessThanOrEqual(cap);
+    // The other runs on: stopped when the execution budget left after the fee is spent.
+    const slow = await worker.nextAssignment();
+    expect(submitted.map((s) => s.task.id).sort()).toEqual([quick.taskId, slow.taskId].sort());
+    worker.started(slow);
+    await worker.waitForCancel(slow.attemptId, 10_000);
+    const stopped = await caller.ngpu.tasks.get(slow.taskId);
+    expect(stopped.state).toBe(TaskState.CANCELLED);
+    expect(Number(stopped.executionMs)).toBe(500);
+    const slowCost = await caller.ngpu.usage.taskCost(slow.taskId);
+    expect([slowCost.costNanoUsd, slowCost.feeNanoUsd]).toEqual([500_000_000n, 0n]);
+  });
+
+  it("a cap too small to buy a millisecond ends a fast task CANCELLED, its views agreeing with the bill", async () => {
+    const { ngpu } = await workspace();
+    const { app, worker } = await pricedProvider(ngpu);
+    const { task } = await ngpu.tasks.submit({ app, input: {}, maxCostNanoUsd: 1n });
+    const a = await worker.nextAssignment();
+    // It reports success (16 ms) before the control plane saw it start, so before any monitor could stop it.
+    const now = Date.now();
+    worker.finish(a, Outcome.SUCCEEDED, { startedAtMs: now - 16, endedAtMs: now });
+    const done = await eventually(async () => {
+      const t = await ngpu.tasks.get(task.id);
+      return t.state === TaskState.QUEUED || t.state === TaskState.ASSIGNED || t.state === TaskState.STARTING || t.state === TaskState.RUNNING ? undefined : t;
+    });
+    expect(done.state).toBe(TaskState.CANCELLED);
+    expect(done.error).toMatch(/^spend cap of 1 nano-USD reached/);
+    expect(done.output).toBeUndefined();
+    const cost = await ngpu.usage.taskCost(task.id);
+    expect([Number(done.executionMs), cost.costNanoUsd, cost.feeNanoUsd]).toEqual([0, 0n, 0n]);
+    expect(cost.attempts.map((r) => Number(r.executionMs))).toEqual([Number(done.executionMs)]);
+  });
 });

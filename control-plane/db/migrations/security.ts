@@ -81,4 +81,19 @@ export const securityMigrations: Record<string, Migration> = {
       );
     },
   },
+  "0303_security_task_call_fee": {
+    async up(db: Kysely<any>): Promise<void> {
+      await runStatements(
+        db,
+        `
+        -- The per-call fee in force when the task was submitted (0 for the author's own calls): what a
+        -- success is charged, whatever the author sets later, and what the task's spend cap must cover.
+        ALTER TABLE tasks ADD COLUMN call_fee_nano_usd bigint NOT NULL DEFAULT 0 CHECK (call_fee_nano_usd >= 0);
+        UPDATE tasks SET call_fee_nano_usd = a.call_fee_nano_usd FROM apps a
+          WHERE a.id = tasks.app_id AND a.workspace_id <> tasks.workspace_id AND a.call_fee_nano_usd > 0
+            AND tasks.state IN ('QUEUED', 'ASSIGNED', 'STARTING', 'RUNNING')
+        `,
+      );
+    },
+  },
 };

@@ -360,8 +360,9 @@ export type SubmitTaskRequest = Message<"ngpu.v1.SubmitTaskRequest"> & {
   webhook?: TaskWebhook | undefined;
 
   /**
-   * Spend cap in nano-USD across all its attempts (0: none). When reached the task is cancelled
-   * and billed exactly up to the cap (its execution stops at cap / price).
+   * Spend cap in nano-USD across all its attempts, a published app's per-call fee included (0: none).
+   * When reached the task is cancelled and billed exactly up to the cap (its execution stops at
+   * (cap - fee) / price). A cap not above the fee is refused (INVALID_ARGUMENT).
    *
    * @generated from field: int64 max_cost_nano_usd = 30;
    */
