@@ -2,7 +2,7 @@
 // says which flag was wrong: `--timeout: "10 minutes" is not a duration (…)`.
 import { TaskState } from "../gen/ngpu/v1/task_pb.js";
 import { UsageError } from "./errors.js";
-import { parseUsd } from "../sdk/money.js";
+import { formatUsd, parseUsd } from "../sdk/money.js";
 
 const DURATION_UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -14,7 +14,7 @@ function fail(flag: string, text: string, what: string): never {
  * A duration such as `500ms`, `60s`, `10m`, `1h30m` or `1.5h`, in whole milliseconds.
  * A bare number is refused: "60" could mean seconds or milliseconds.
  */
-export function parseDuration(flag: string, text: string): number {
+export function parseDuration(flag: string, text: string, maxMs = Number.MAX_SAFE_INTEGER): number {
   const trimmed = text.trim();
   const what = "a duration (use e.g. 500ms, 60s, 10m, 1h30m)";
   if (trimmed === "") fail(flag, text, what);
@@ -26,6 +26,7 @@ export function parseDuration(flag: string, text: string): number {
     ms += Number(match[1]) * (DURATION_UNIT_MS[match[2] ?? ""] ?? Number.NaN);
   }
   if (!Number.isFinite(ms) || ms > Number.MAX_SAFE_INTEGER) fail(flag, text, what);
+  if (ms > maxMs) throw new UsageError(`${flag} must be at most ${maxMs} ms (got ${text.trim()})`);
   return Math.round(ms);
 }
 
@@ -63,14 +64,24 @@ export function parseBytes(flag: string, text: string): bigint {
   return whole + (fraction === "" ? 0n : (BigInt(fraction) * unit) / 10n ** BigInt(fraction.length));
 }
 
-/** An integer in [min, max]. */
+/** Largest value of a protobuf int32 field; flags that fill one must stay within it. */
+export const INT32_MAX = 2_147_483_647;
+/** Largest value of a protobuf uint32 field. */
+export const UINT32_MAX = 4_294_967_295;
+/** Largest value of a protobuf int64 field (nano-USD amounts, milliseconds). */
+export const INT64_MAX = 9_223_372_036_854_775_807n;
+
+/**
+ * An integer in [min, max]. Give the range of the proto field the flag fills (e.g. `max: INT32_MAX`):
+ * a value beyond it would fail later as an encoding error, not as a message naming the flag.
+ */
 export function parseInteger(flag: string, text: string, range: { min?: number; max?: number } = {}): number {
   const trimmed = text.trim();
   if (!/^[+-]?\d+$/.test(trimmed)) fail(flag, text, "an integer");
   const value = Number(trimmed);
   const min = range.min ?? Number.MIN_SAFE_INTEGER;
   const max = range.max ?? Number.MAX_SAFE_INTEGER;
-  if (value < min || value > max) throw new UsageError(`${flag}: ${value} is out of range ${min}..${max}`);
+  if (value < min || value > max) throw new UsageError(`${flag} must be an integer from ${min} to ${max} (got ${trimmed})`);
   return value;
 }
 
@@ -164,9 +175,10 @@ export function parseExpiry(flag: string, text: string, now = Date.now()): Date 
   return new Date(now + parseDuration(flag, text));
 }
 
-/** An amount of USD such as `12.50` (up to 9 decimals), in nano-USD. */
-export function usdFlag(flag: string, text: string): bigint {
-  const nano = parseUsd(text);
-  if (nano === undefined) fail(flag, text, "an amount of USD (use e.g. 12.50)");
+/** An amount of USD such as `12.50` (up to 9 decimals), in nano-USD; at most what an int64 of nano-USD holds. */
+export function usdFlag(flag: string, text: string, example = "12.50"): bigint {
+  const nano = /^\s*\d+(\.\d+)?\s*$/.test(text) && !/\.\d{10,}/.test(text) ? parseUsd(text) ?? INT64_MAX + 1n : undefined;
+  if (nano === undefined) fail(flag, text, `an amount of USD (use e.g. ${example}; at most 9 decimals)`);
+  if (nano > INT64_MAX) throw new UsageError(`${flag} must be at most ${formatUsd(INT64_MAX)} USD (got ${text.trim()})`);
   return nano;
 }

@@ -55,7 +55,7 @@ export { taskOutput, valueToJson } from "./json.js";
 export { paginate, type Page } from "./paging.js";
 export type { EstimateInit, GranularityName, GroupByName, UsageApi, UsageRecordsInit, UsageSummaryInit, ViewName } from "./usage.js";
 export { formatUsd, NANO_USD_PER_USD, parseUsd } from "./money.js";
-export { verifyReceiptBundle, type ReceiptBundle, type ReceiptsApi } from "./receipts.js";
+export { parseReceiptBundle, verifyReceiptBundle, type ReceiptBundle, type ReceiptsApi } from "./receipts.js";
 export { verifyReceipts, type ReceiptLike, type VerifyResult } from "../receipts/verify-receipts.js";
 
 export { Code, ConnectError } from "@connectrpc/connect";

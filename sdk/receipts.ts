@@ -18,6 +18,26 @@ export interface ReceiptsApi {
   verify(options?: { signal?: AbortSignal }): Promise<VerifyResult & { readonly unreceiptedRecords: number }>;
 }
 
+/**
+ * Checks that parsed JSON has the shape of a ReceiptBundle (what `ngpu usage verify --export` writes),
+ * so a wrong file is refused with what is missing instead of failing deep inside the verification.
+ */
+export function parseReceiptBundle(json: unknown): ReceiptBundle {
+  const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isRecord(json)) throw new Error("expected a JSON object with keys, receipts and unreceiptedRecords");
+  if (!isRecord(json.keys) || !Object.values(json.keys).every((k) => typeof k === "string")) throw new Error("keys: expected an object of key id → public key");
+  if (!Array.isArray(json.receipts)) throw new Error("receipts: expected an array");
+  const fields = { seq: "number", attemptId: "string", body: "string", hash: "string", signature: "string", keyId: "string", record: "string" } as const;
+  json.receipts.forEach((r: unknown, i) => {
+    if (!isRecord(r)) throw new Error(`receipts[${i}]: expected an object`);
+    for (const [name, type] of Object.entries(fields)) {
+      if (typeof r[name] !== type) throw new Error(`receipts[${i}].${name}: expected a ${type}`);
+    }
+  });
+  if (typeof json.unreceiptedRecords !== "number") throw new Error("unreceiptedRecords: expected a number");
+  return json as unknown as ReceiptBundle;
+}
+
 /** Checks a bundle offline; see verifyReceipts. */
 export function verifyReceiptBundle(bundle: ReceiptBundle): VerifyResult {
   const receipts = bundle.receipts.map((r) => ({ ...r, signature: Buffer.from(r.signature, "base64url") }));

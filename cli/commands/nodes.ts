@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 import { NodeSchema, type Node } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
-import { parseDuration } from "../parse.js";
+import { parseDuration, UINT32_MAX } from "../parse.js";
 import { renderNode, renderNodeTable } from "../render.js";
 
 /** Refresh period of `nodes list --watch`, in ms. */
@@ -56,7 +56,7 @@ export function registerNodeCommands(program: Command, ctx: CliContext): void {
     .argument("<id>", "node id")
     .option("--grace <duration>", "how long running tasks may take to finish", "30s")
     .action(async (id: string, flags: { grace: string }, command: Command) => {
-      const graceMs = parseDuration("--grace", flags.grace);
+      const graceMs = parseDuration("--grace", flags.grace, UINT32_MAX);
       const node = await ctx.client(command).nodes.drain(id, graceMs, { signal: ctx.signal });
       if (wantsJson(command)) printJson(ctx, messageJson(NodeSchema, node));
       else println(ctx.stdout, `node ${node.id} is draining (grace ${flags.grace})`);

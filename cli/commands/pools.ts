@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { PoolStatusSchema, ScalingEventSchema, type PoolPolicyInit, type ScalingEvent } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
-import { parseDuration, parseInteger } from "../parse.js";
+import { INT32_MAX, parseDuration, parseInteger } from "../parse.js";
 import { renderPoolStatus, renderScalingEvents } from "../render-pool.js";
 
 interface PoolFlags {
@@ -20,7 +20,7 @@ interface PoolFlags {
 function policyFromFlags(flags: PoolFlags, current: PoolPolicyInit | undefined): PoolPolicyInit | undefined {
   const given = [flags.min, flags.max, flags.idleTimeout, flags.queueDelay, flags.tasksPerNode, flags.stepUp, flags.stepDown].some((f) => f !== undefined);
   if (!given) return undefined;
-  const int = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseInteger(flag, v, { min: 0 }));
+  const int = (flag: string, v: string | undefined) => (v === undefined ? undefined : parseInteger(flag, v, { min: 0, max: INT32_MAX }));
   const max = int("--max", flags.max) ?? current?.maxNodes;
   if (max === undefined) throw new UsageError("--max is required when the app has no pool yet");
   return {

@@ -17,9 +17,9 @@ import {
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
 import { CliError, ExitCode, UsageError } from "../errors.js";
 import { readFileSync, writeFileSync } from "node:fs";
-import { type ReceiptBundle, verifyReceiptBundle } from "../../sdk/receipts.js";
+import { parseReceiptBundle, type ReceiptBundle, verifyReceiptBundle } from "../../sdk/receipts.js";
 import { formatDuration, formatTable, formatTime } from "../format.js";
-import { parseInteger } from "../parse.js";
+import { parseInteger, usdFlag } from "../parse.js";
 import { collect } from "./options.js";
 
 const DAY_MS = 86_400_000;
@@ -215,8 +215,7 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
       if (secondsNano === undefined || secondsNano % 1_000_000n !== 0n || secondsNano === 0n) {
         throw new UsageError(`--seconds: ${JSON.stringify(flags.seconds)} is not a positive number of seconds with at most 3 decimals`);
       }
-      const reserved = flags.reservedMonthlyUsd === undefined ? 0n : parseUsd(flags.reservedMonthlyUsd);
-      if (reserved === undefined) throw new UsageError(`--reserved-monthly-usd: ${JSON.stringify(flags.reservedMonthlyUsd)} is not an amount in USD such as 272.88`);
+      const reserved = flags.reservedMonthlyUsd === undefined ? 0n : usdFlag("--reserved-monthly-usd", flags.reservedMonthlyUsd, "272.88");
       const tasks = parseInteger("--tasks", flags.tasks, { min: 0 });
       const e = await ctx.client(command).usage.estimate(
         {
@@ -261,8 +260,7 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
     .argument("<usd-per-second>", "e.g. 0.000366")
     .option("--from <time>", "when it takes effect (ISO time with offset); default now")
     .action(async (model: string, usd: string, flags: { from?: string }, command: Command) => {
-      const nano = parseUsd(usd);
-      if (nano === undefined) throw new UsageError(`<usd-per-second>: ${JSON.stringify(usd)} is not an amount in USD such as 0.000366`);
+      const nano = usdFlag("<usd-per-second>", usd, "0.000366");
       const effectiveTime = flags.from ? parseMoment("--from", flags.from, "UTC", new Date()) : undefined;
       const price = await ctx.client(command).usage.setPrice({ gpuModel: model, nanoUsdPerGpuSecond: nano, effectiveTime }, { signal: ctx.signal });
       if (wantsJson(command)) return printJson(ctx, messageJson(PriceSchema, price));
@@ -293,7 +291,7 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
     .option("--file <file>", "check a file written by --export (offline: no server needed)")
     .action(async (flags: { export?: string; file?: string }, command: Command) => {
       const bundle = flags.file
-        ? (JSON.parse(readFileSync(flags.file, "utf8")) as ReceiptBundle)
+        ? readBundleFile(flags.file)
         : await ctx.client(command).receipts.fetch({ signal: ctx.signal });
       if (flags.export) writeFileSync(flags.export, JSON.stringify(bundle) + "\n");
       const result = verifyReceiptBundle(bundle);
@@ -305,4 +303,19 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
       }
       if (!result.ok) throw new CliError("", ExitCode.FAILED);
     });
+}
+
+/** Reads a file written by `usage verify --export`; a wrong or damaged file is a usage error naming it. */
+function readBundleFile(file: string): ReceiptBundle {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`--file: cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    return parseReceiptBundle(JSON.parse(text));
+  } catch (err) {
+    throw new UsageError(`${file} is not a receipts export (write one with: ngpu usage verify --export ${file}): ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

@@ -164,3 +164,26 @@ describe("configuration", () => {
     expect(existsSync(join(dataDir, "out"))).toBe(false);
   });
 });
+
+describe("client-side errors are usage errors naming the flag", () => {
+  it("refuses numbers beyond the field they fill, and amounts beyond an int64 of nano-USD", async () => {
+    const pool = await ngpu(["apps", "pool", "echo", "--max", "99999999999999"]);
+    expect(pool.code).toBe(2);
+    expect(pool.stderr).toContain("error: --max must be an integer from 0 to 2147483647");
+    const price = await ngpu(["prices", "set", "Test GPU", "99999999999"]);
+    expect(price.code).toBe(2);
+    expect(price.stderr).toContain("error: <usd-per-second> must be at most 9223372036.854775807 USD");
+    const cap = await ngpu(["limits", "set", "--monthly-cap-usd", "99999999999999"]);
+    expect(cap.code).toBe(2);
+    expect(cap.stderr).toContain("error: --monthly-cap-usd must be at most");
+  });
+
+  it("refuses a file that is not a receipts export", async () => {
+    const file = join(dataDir, "f.json");
+    writeFileSync(file, "{}");
+    const result = await ngpu(["usage", "verify", "--file", file], { auth: false });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`error: ${file} is not a receipts export`);
+    expect(result.stderr).toContain("keys: expected");
+  });
+});

@@ -62,7 +62,7 @@ describe("parseInteger", () => {
   });
   it("refuses non-integers and out-of-range values, naming the flag", () => {
     expect(() => parseInteger("--gpus", "1.5")).toThrow(/^--gpus: "1.5" is not an integer/);
-    expect(() => parseInteger("--priority", "2000", { min: -1000, max: 1000 })).toThrow(/^--priority: 2000 is out of range -1000..1000/);
+    expect(() => parseInteger("--priority", "2000", { min: -1000, max: 1000 })).toThrow(/^--priority must be an integer from -1000 to 1000/);
   });
 });
 

@@ -3,7 +3,10 @@ import https from "node:https";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCliContext } from "../../cli/context.js";
+import { buildProgram, runProgram } from "../../cli/program.js";
 import { loadControlPlaneConfig } from "../../control-plane/config.js";
 import { parseSimulatedGpuSpec } from "../../worker/gpu/simulated-gpu.js";
 import { parseWorkerArgs } from "../../worker/config.js";
@@ -69,6 +72,18 @@ describe("security: TLS for the control plane and its workers", () => {
   it("a client that does not trust the CA cannot connect", async () => {
     const result = await h2Connect(net.url, {});
     expect("error" in result && result.error).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY|unable to get local issuer/i);
+  });
+
+  it("the CLI, not trusting the CA, says so and names the fix", async () => {
+    const stderr = new PassThrough();
+    let text = "";
+    stderr.setEncoding("utf8").on("data", (c: string) => (text += c));
+    const ctx = createCliContext({ stdout: new PassThrough(), stderr, onInterrupt: () => {}, exitNow: () => {} });
+    const code = await runProgram(buildProgram(ctx), ctx, ["node", "ngpu", "--url", net.url, "--api-key", net.apiKey, "apps", "list"]);
+    expect(code).toBe(1);
+    expect(text).toContain("TLS certificate is not trusted");
+    expect(text).toContain("NODE_EXTRA_CA_CERTS");
+    expect(text).not.toContain("internal");
   });
 
   it("a worker trusting the CA file joins over TLS; a pinned certificate must match", async () => {
