@@ -94,7 +94,7 @@ export function reportError(ctx: CliContext, err: unknown): number {
   }
   const certificate = causeCode(err, UNTRUSTED_CERTIFICATE_CODES);
   if (certificate !== undefined) {
-    println(ctx.stderr, `error: the control plane's TLS certificate is not trusted (${certificate}): ${err instanceof Error ? err.message : String(err)}`);
+    println(ctx.stderr, `error: the control plane's TLS certificate is not trusted (${certificate}): ${err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err)}`);
     println(ctx.stderr, "hint: trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (set it in the environment before running ngpu)");
     return ExitCode.FAILED;
   }

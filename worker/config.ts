@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -41,13 +41,14 @@ export class WorkerConfigError extends Error {
   override readonly name = "WorkerConfigError";
 }
 
-export const WORKER_USAGE = `Usage: ngpu-worker --control-plane URL --token TOKEN [options]
+export const WORKER_USAGE = `Usage: ngpu-worker --control-plane URL [--token TOKEN] [options]
 
 Joins an NGPU network as a GPU provider and runs the tasks it is given.
 
 Options:
   --control-plane URL       control plane address (env NGPU_CONTROL_PLANE), e.g. http://10.0.0.5:7700
-  --token TOKEN             enrollment token from the operator (env NGPU_ENROLLMENT_TOKEN)
+  --token TOKEN             enrollment token from the operator (env NGPU_ENROLLMENT_TOKEN);
+                            not needed once the data dir holds the node's identity
   --name NAME               name shown to operators (default: host name)
   --data-dir DIR            where the node id is kept (env NGPU_WORKER_DATA_DIR, default ~/.ngpu-worker)
   --simulate-gpu SPEC       run a simulated GPU instead of reading nvidia-smi; SPEC is MODEL:MEMORY[:COUNT],
@@ -120,7 +121,12 @@ export function parseWorkerArgs(argv: readonly string[], env: Env, hostname: str
   if (pinText !== "" && !pinSha256) throw new WorkerConfigError("--tls-pin: must be a SHA-256 fingerprint (64 hex digits, colons allowed)");
   if ((ca || pinSha256) && parsedUrl.protocol !== "https:") throw new WorkerConfigError("--ca-file and --tls-pin need an https:// control plane");
   const token = v.token ?? env.NGPU_ENROLLMENT_TOKEN ?? "";
-  if (!token) throw new WorkerConfigError("--token is required (or set NGPU_ENROLLMENT_TOKEN): ask the network's operator for an enrollment token");
+  const dataDir = v["data-dir"] ?? env.NGPU_WORKER_DATA_DIR ?? join(homedir(), ".ngpu-worker");
+  // A node that has joined before proves itself with its key; only a first join needs a token.
+  const hasIdentity = existsSync(join(dataDir, "node.json")) && existsSync(join(dataDir, "node-key.pem"));
+  if (!token && !hasIdentity) {
+    throw new WorkerConfigError(`--token is required for a first join (or set NGPU_ENROLLMENT_TOKEN): ask the network's operator for an enrollment token; ${dataDir} holds no node identity yet`);
+  }
   const simulateGpus = (v["simulate-gpu"] ?? []).map((spec) => {
     try {
       return parseSimulatedGpuSpec(spec);
@@ -141,7 +147,7 @@ export function parseWorkerArgs(argv: readonly string[], env: Env, hostname: str
     controlPlaneUrl: url.replace(/\/+$/, ""),
     enrollmentToken: token,
     name: v.name ?? hostname,
-    dataDir: v["data-dir"] ?? env.NGPU_WORKER_DATA_DIR ?? join(homedir(), ".ngpu-worker"),
+    dataDir,
     simulateGpus,
     nvidiaSmiPath: v["nvidia-smi"] ?? "nvidia-smi",
     maxConcurrentTasks,

@@ -11,7 +11,8 @@ import { loadControlPlaneConfig } from "../../control-plane/config.js";
 import { parseSimulatedGpuSpec } from "../../worker/gpu/simulated-gpu.js";
 import { parseWorkerArgs } from "../../worker/config.js";
 import { createLogger } from "../../worker/log.js";
-import { controlPlaneTlsOptions } from "../../worker/session/tls-options.js";
+import { controlPlaneTlsOptions, untrustedCertificateHint } from "../../worker/session/tls-options.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { startWorker, type Worker } from "../../worker/worker.js";
 import { makeTestCerts, type TestCerts } from "../helpers/certs.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
@@ -84,6 +85,10 @@ describe("security: TLS for the control plane and its workers", () => {
     expect(text).toContain("TLS certificate is not trusted");
     expect(text).toContain("NODE_EXTRA_CA_CERTS");
     expect(text).not.toContain("internal");
+    // The worker's log says the same, with its own option.
+    const cause = Object.assign(new Error("self-signed certificate"), { code: "DEPTH_ZERO_SELF_SIGNED_CERT" });
+    expect(untrustedCertificateHint(new ConnectError("self-signed certificate", Code.Internal, undefined, undefined, cause))).toContain("--ca-file");
+    expect(untrustedCertificateHint(new ConnectError("refused", Code.Unavailable))).toBeUndefined();
   });
 
   it("a worker trusting the CA file joins over TLS; a pinned certificate must match", async () => {
@@ -98,7 +103,19 @@ describe("security: TLS for the control plane and its workers", () => {
     expect(config.tls?.pinSha256).toBe(certs.fingerprint256);
     const worker = await startWorker({ ...config, simulateGpus: [parseSimulatedGpuSpec("NVIDIA GeForce RTX 3090:24GiB")] }, { logger: createLogger("silent"), appBaseEnv: {} });
     workers.push(worker);
-    expect(await worker.ready).toMatch(/^node_/);
+    const nodeId = await worker.ready;
+    expect(nodeId).toMatch(/^node_/);
+    // Restarted without a token, it rejoins as the same node: its data dir holds its identity.
+    await worker.shutdown(1_000);
+    const tokenless = ["--control-plane", net.url, "--data-dir", dataDir, "--ca-file", certs.caFile, "--log-level", "silent"];
+    const again = parseWorkerArgs(tokenless, {}, "tls-host");
+    if (typeof again === "string") throw new Error("unexpected help");
+    const rejoined = await startWorker({ ...again, simulateGpus: [parseSimulatedGpuSpec("NVIDIA GeForce RTX 3090:24GiB")] }, { logger: createLogger("silent"), appBaseEnv: {} });
+    workers.push(rejoined);
+    expect(await rejoined.ready).toBe(nodeId);
+    const fresh = mkdtempSync(join(tmpdir(), "ngpu-tls-worker-"));
+    dirs.push(fresh);
+    expect(() => parseWorkerArgs(["--control-plane", net.url, "--data-dir", fresh], {}, "h")).toThrow(/--token is required for a first join/);
     // The same check with another pin refuses the connection.
     const wrong = await h2Connect(net.url, controlPlaneTlsOptions({ ca: certs.caPem, pinSha256: "AB:".repeat(31) + "AB" }));
     expect("error" in wrong && wrong.error).toMatch(/not the pinned one/);

@@ -3,7 +3,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { pushable, type Pushable } from "it-pushable";
-import { controlPlaneTlsOptions } from "./tls-options.js";
+import { controlPlaneTlsOptions, untrustedCertificateHint } from "./tls-options.js";
 import { type ConnectRequestSchema, type ConnectResponse, type HelloSchema, WorkerService } from "../../gen/ngpu/v1/worker_pb.js";
 import type { Logger } from "../log.js";
 
@@ -109,7 +109,8 @@ export function startControlSession(options: ControlSessionOptions): ControlSess
         stopped.abort();
         return "failed";
       }
-      log.warn({ code: Code[e.code], err: e.rawMessage }, "control stream failed");
+      const hint = untrustedCertificateHint(err);
+      log.warn({ code: Code[e.code], err: e.rawMessage, ...(hint ? { hint } : {}) }, "control stream failed");
     } finally {
       clearInterval(heartbeat);
       if (current === out) current = undefined;
