@@ -102,10 +102,11 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
   const inputSchemas = createInputSchemaValidator();
   const gateway = createGateway({ db, bus, logger, history, gatewayId: replicaId, heartbeatIntervalMs: config.heartbeatIntervalMs, ...(config.workerFloodLimit ? { floodLimit: config.workerFloodLimit } : {}) });
   const health = createHealth();
+  const allowPrivateWebhookTargets = deps.webhooks?.allowPrivateTargets ?? config.webhookAllowPrivateTargets ?? false;
   const webhooks = startWebhookDeliverer({
     db,
     logger,
-    options: { ...deps.webhooks, allowPrivateTargets: deps.webhooks?.allowPrivateTargets ?? config.webhookAllowPrivateTargets ?? false },
+    options: { ...deps.webhooks, allowPrivateTargets: allowPrivateWebhookTargets },
   });
 
   let server: RpcServer;
@@ -119,7 +120,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
       // A peer going away (a worker stopping, a client aborting) is routine, not a warning.
       onError: (err) => logger[isPeerGone(err) ? "debug" : "warn"]({ err }, "rpc server error"),
       routes: (router) => {
-        router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas }), logger));
+        router.service(TaskService, guarded(TaskService, createTaskService({ db, bus, authenticate, inputSchemas, allowPrivateWebhookTargets }), logger));
         router.service(AppService, guarded(AppService, createAppService({ db, authenticate, inputSchemas }), logger));
         router.service(NodeService, guarded(NodeService, createNodeService({ db, bus, authenticate, telemetry }), logger));
         router.service(KeyService, guarded(KeyService, createKeyService({ db, authenticate }), logger));
@@ -128,7 +129,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         router.service(UsageService, guarded(UsageService, createUsageService({ db, authenticate }), logger));
         router.service(WorkerService, guarded(WorkerService, gateway.service, logger));
         router.service(TelemetryService, guarded(TelemetryService, createTelemetryService({ db, authenticate, history }), logger));
-        router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake() }), logger));
+        router.service(WebhookService, guarded(WebhookService, createWebhookService({ db, authenticate, wakeDeliverer: () => webhooks.wake(), allowPrivateTargets: allowPrivateWebhookTargets }), logger));
         health.register(router);
         router.service(PoolService, guarded(PoolService, createPoolService({ db, authenticate }), logger));
         registerReflection(router, {

@@ -22,12 +22,12 @@ import { queueReason } from "../scheduler/placement.js";
 import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
 import { insertWebhook } from "../db/webhooks.js";
 import { eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
+import { checkWebhookUrl } from "./webhook-service.js";
 import { type Authenticate, requireApp, visibleApps } from "./auth.js";
 import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
   DEFAULT_TIMEOUT_MS,
-  checkHttpUrl,
   checkJson,
   checkMaxAttempts,
   checkQueueTtlMs,
@@ -46,6 +46,8 @@ export interface TaskServiceDeps {
   readonly inputSchemas: InputSchemaValidator;
   /** How often a watcher re-reads the task even without a signal (a lost NATS message). Default 2000 ms. */
   readonly watchPollMs?: number;
+  /** May a task's webhook target private, loopback and link-local addresses? Default false. */
+  readonly allowPrivateWebhookTargets?: boolean;
 }
 
 const DEFAULT_WAIT_MS = 60_000;
@@ -71,7 +73,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       throw invalidArgument(`${field}max_cost_nano_usd`, `must be 0 (no cap) or at most ${MAX_TASK_COST_NANO_USD} (1,000,000 USD)`);
     }
     const webhook = req.webhook
-      ? { url: checkHttpUrl(`${field}webhook.url`, req.webhook.url), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
+      ? { url: checkWebhookUrl(`${field}webhook.url`, req.webhook.url, deps.allowPrivateWebhookTargets ?? false), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
       : undefined;
     const app = await findCallableApp(db, principal.workspaceId, appRef);
     requireApp(principal, app.name, "invoke", "submitting a task");

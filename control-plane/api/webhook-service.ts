@@ -4,8 +4,9 @@ import { findApp } from "../db/apps.js";
 import type { Db } from "../db/database.js";
 import { getTask } from "../db/tasks.js";
 import { type ClaimedDelivery, deleteWebhook, insertWebhook, replayDelivery } from "../db/webhooks.js";
-import { notFound } from "../errors.js";
+import { invalidArgument, notFound } from "../errors.js";
 import { webhookEventBody } from "../webhooks/event-body.js";
+import { privateTargetProblem } from "../webhooks/target-guard.js";
 import { type Authenticate, requireFull, requireWorkspaceRead } from "./auth.js";
 import { checkHttpUrl, checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
 import { deliveryStateFromProto, deliveryToProto, eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
@@ -15,6 +16,16 @@ export interface WebhookServiceDeps {
   readonly authenticate: Authenticate;
   /** Tells this replica's deliverer that something is due now (a replay). */
   readonly wakeDeliverer: () => void;
+  /** May webhooks target private, loopback and link-local addresses (NGPU_WEBHOOK_ALLOW_PRIVATE)? Default false. */
+  readonly allowPrivateTargets?: boolean;
+}
+
+/** The webhook URL, checked as CreateWebhook and SubmitTask take it: http(s), and public unless private targets are allowed. */
+export function checkWebhookUrl(field: string, url: string, allowPrivateTargets: boolean): string {
+  const checked = checkHttpUrl(field, url);
+  const problem = allowPrivateTargets ? undefined : privateTargetProblem(checked);
+  if (problem) throw invalidArgument(field, `${problem} (the operator can allow private targets with NGPU_WEBHOOK_ALLOW_PRIVATE=1)`);
+  return checked;
 }
 
 /** Webhook subscriptions, the delivery log and replay; everything scoped to the caller's workspace. */
@@ -52,7 +63,7 @@ export function createWebhookService(deps: WebhookServiceDeps): ServiceImpl<type
     async createWebhook(req, ctx) {
       const principal = await authenticate(ctx);
       requireFull(principal, "creating a webhook");
-      const url = checkHttpUrl("url", req.url);
+      const url = checkWebhookUrl("url", req.url, deps.allowPrivateTargets ?? false);
       const events = eventTypesFromProto("events", req.events);
       const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
       const row = await insertWebhook(db, { workspaceId: principal.workspaceId, appId: app.id, url, events });

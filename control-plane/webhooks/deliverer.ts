@@ -6,6 +6,7 @@ import { webhookRetryDelayMs } from "./backoff.js";
 import { webhookEventBody } from "./event-body.js";
 import { postWebhook } from "./post.js";
 import { signWebhook, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER } from "./signature.js";
+import { WebhookTargetError } from "./target-guard.js";
 
 /** Delivery settings; every field has a default. */
 export interface WebhookDeliveryOptions {
@@ -66,6 +67,7 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
     const timestamp = Math.floor(Date.now() / 1000);
     let statusCode = 0;
     let error = "";
+    let refusedTarget = false;
     try {
       const response = await postWebhook(
         delivery.url,
@@ -83,6 +85,7 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
       if (statusCode < 200 || statusCode > 299) error = `HTTP ${statusCode}${response.text ? `: ${response.text}` : ""}`;
     } catch (err) {
       const e = err as Error & { cause?: { code?: string; message?: string } };
+      refusedTarget = e instanceof WebhookTargetError;
       const timedOut = e.name === "TimeoutError" || (e.name === "AbortError" && (e.cause as { name?: string } | undefined)?.name === "TimeoutError");
       error = timedOut ? `no answer within ${timeoutMs} ms` : `${e.message}${e.cause?.message ? `: ${e.cause.message}` : ""}`;
     }
@@ -94,7 +97,8 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
       statusCode,
       error,
       durationMs: performance.now() - started,
-      retryInMs: delivered || delivery.attempt >= maxAttempts ? undefined : webhookRetryDelayMs(delivery.attempt, retryBaseMs, retryMaxMs),
+      // A private target stays private: retrying it would only repeat the refusal.
+      retryInMs: delivered || refusedTarget || delivery.attempt >= maxAttempts ? undefined : webhookRetryDelayMs(delivery.attempt, retryBaseMs, retryMaxMs),
     };
   }
 
@@ -108,7 +112,8 @@ export function startWebhookDeliverer(deps: { db: Db; logger: Logger; options?: 
       finished = [];
       await recordAttempts(db, results);
       for (const r of results) {
-        if (!r.delivered) log.debug({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed");
+        if (!r.delivered && r.retryInMs === undefined) log.warn({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed for good");
+        else if (!r.delivered) log.debug({ delivery: r.deliveryId, attempt: r.attempt, status: r.statusCode, error: r.error }, "webhook delivery failed");
       }
     }
     const free = concurrency - inFlight.size;

@@ -41,6 +41,19 @@ export function isPrivateAddress(address: string): boolean {
   return PRIVATE.check(address, "ipv4");
 }
 
+/**
+ * Why a webhook URL may not be used on a network that keeps webhooks off private addresses, or
+ * undefined when it may: its host is a private, loopback or link-local IP literal, or `localhost`
+ * (or a name under it). Other names are checked again when delivering, on the address connected to.
+ */
+export function privateTargetProblem(url: string): string | undefined {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (host === "localhost" || host.endsWith(".localhost")) return `${host} is loopback; webhooks must reach a public address`;
+  if (net.isIP(host) !== 0 && isPrivateAddress(host)) return `${host} is a private, loopback or link-local address; webhooks must reach a public address`;
+  return undefined;
+}
+
+/** A delivery refused because its target is private: no retry can change that, so it fails at once. */
 export class WebhookTargetError extends Error {
   override readonly name = "WebhookTargetError";
 }
