@@ -1,5 +1,7 @@
 // An in-process stand-in for the control plane's public services, for testing the
-// SDK and the CLI on the wire. Tasks run by themselves on short timers:
+// SDK and the CLI on the wire. Tasks run by themselves on short timers, which start
+// when the task is first watched (or after a second without a watcher), so a caller
+// on a loaded machine still sees every step:
 // QUEUED → ASSIGNED → RUNNING → 3 progress steps → SUCCEEDED with an output that
 // echoes the input and carries a data: URI. Input `{ fail: true }` ends FAILED,
 // `{ hold: true }` stays RUNNING until cancelled.
@@ -34,6 +36,8 @@ type Event = Exclude<WatchTaskResponse["event"], { case: undefined }>;
 interface TaskRecord {
   task: Task;
   listeners: Set<(event: Event) => void>;
+  /** Starts the simulated run; a no-op after the first call. */
+  start: () => void;
 }
 
 export interface FakeNetworkOptions {
@@ -199,10 +203,19 @@ export async function startFakeNetwork(options: FakeNetworkOptions = {}): Promis
       createTime: timestampNow(),
       timeoutMs: req.timeoutMs,
     });
-    const record: TaskRecord = { task, listeners: new Set() };
+    let started = false;
+    const record: TaskRecord = {
+      task,
+      listeners: new Set(),
+      start() {
+        if (started) return;
+        started = true;
+        simulate(record);
+      },
+    };
     tasks.set(task.id, record);
     if (req.idempotencyKey !== "") byIdempotencyKey.set(req.idempotencyKey, task);
-    simulate(record);
+    later(record.start, 1_000);
     return { task: clone(TaskSchema, task), created: true };
   }
 
@@ -233,6 +246,7 @@ export async function startFakeNetwork(options: FakeNetworkOptions = {}): Promis
       wake?.();
     };
     record.listeners.add(listener);
+    record.start();
     try {
       yield { event: { case: "task", value: clone(TaskSchema, record.task) } };
       if (isTerminal(record.task.state) || state.watchEndsEarly) return;
@@ -379,7 +393,7 @@ export async function startFakeNetwork(options: FakeNetworkOptions = {}): Promis
         labels,
         createTime: timestampNow(),
       });
-      tasks.set(task.id, { task, listeners: new Set() });
+      tasks.set(task.id, { task, listeners: new Set(), start: () => {} });
       return task;
     },
     dropConnections() {
