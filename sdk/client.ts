@@ -185,9 +185,9 @@ export interface NodesApi {
 /** What a new key may do. */
 export interface CreateKeyInit {
   readonly name?: string;
-  /** "full" (default), "invoke" (needs `apps`) or "read-only". */
-  readonly scope?: "full" | "invoke" | "read-only";
-  /** For "invoke": the app names it may submit to, watch and cancel. */
+  /** "full" (default), "invoke" (needs `apps`), "read-only" or "widget" (needs `apps`; for web pages). */
+  readonly scope?: "full" | "invoke" | "read-only" | "widget";
+  /** For "invoke" and "widget": your apps (name or id), or published apps of others as "<workspace>/<app>" or id. */
   readonly apps?: readonly string[];
   /** When it stops working (Unix ms or a Date); default never. */
   readonly expiresAt?: number | Date;
@@ -435,7 +435,7 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
   };
 
   const expiry = (at: number | Date | undefined) => (at === undefined ? undefined : timestampFromMs(at instanceof Date ? at.getTime() : at));
-  const scopes = { full: KeyScope.FULL, invoke: KeyScope.INVOKE, "read-only": KeyScope.READ_ONLY } as const;
+  const scopes = { full: KeyScope.FULL, invoke: KeyScope.INVOKE, "read-only": KeyScope.READ_ONLY, widget: KeyScope.WIDGET } as const;
   const keys: KeysApi = {
     async create(init, opts) {
       const res = await keyClient.createKey(

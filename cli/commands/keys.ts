@@ -7,10 +7,11 @@ import { formatAge, formatTable, formatTime } from "../format.js";
 import { parseExpiry } from "../parse.js";
 import { collect } from "./options.js";
 
-const SCOPE_NAMES = ["full", "invoke", "read-only"] as const;
+const SCOPE_NAMES = ["full", "invoke", "read-only", "widget"] as const;
 
 function scopeText(key: ApiKey): string {
   if (key.scope === KeyScope.INVOKE) return `invoke: ${key.apps.join(", ")}`;
+  if (key.scope === KeyScope.WIDGET) return `widget: ${key.apps.join(", ")}`;
   return key.scope === KeyScope.READ_ONLY ? "read-only" : "full";
 }
 
@@ -28,12 +29,12 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
     .description("create an API key; its secret is printed once")
     .option("--name <name>", "a name for people", "")
     .option("--scope <scope>", `what it may do: ${SCOPE_NAMES.join(", ")}`, "full")
-    .option("--app <name>", "for --scope invoke: an app it may submit to, watch and cancel (repeatable)", collect)
+    .option("--app <name>", "for --scope invoke or widget: an app of yours, or a published one as <workspace>/<app> (repeatable)", collect)
     .option("--expires <when>", "a duration from now (30d, 12h) or an ISO time; default never")
     .action(async (flags: { name: string; scope: string; app?: string[]; expires?: string }, command: Command) => {
       if (!(SCOPE_NAMES as readonly string[]).includes(flags.scope)) throw new UsageError(`--scope: must be one of ${SCOPE_NAMES.join(", ")}`);
       const scope = flags.scope as (typeof SCOPE_NAMES)[number];
-      if (scope === "invoke" && (flags.app ?? []).length === 0) throw new UsageError("--scope invoke needs at least one --app");
+      if ((scope === "invoke" || scope === "widget") && (flags.app ?? []).length === 0) throw new UsageError(`--scope ${scope} needs at least one --app`);
       const created = await ctx.client(command).keys.create(
         { name: flags.name, scope, apps: flags.app ?? [], ...(flags.expires ? { expiresAt: parseExpiry("--expires", flags.expires) } : {}) },
         { signal: ctx.signal },

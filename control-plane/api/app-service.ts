@@ -1,5 +1,6 @@
+import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { AppService, type DeployAppRequest, type Runtime } from "../../gen/ngpu/v1/app_pb.js";
+import { AppSchema, AppService, type DeployAppRequest, type Runtime } from "../../gen/ngpu/v1/app_pb.js";
 import type { GpuRequirements } from "../../gen/ngpu/v1/gpu_pb.js";
 import { type AppDefinition, deployApp, findApp, listApps, setAppBilling } from "../db/apps.js";
 import type { Db } from "../db/database.js";
@@ -167,7 +168,7 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
     async getApp(req, ctx) {
       const principal = await authenticate(ctx);
       const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
-      requireApp(principal, app.name, "read", "reading an app");
+      requireApp(principal, app, "read", "reading an app");
       return { app: appToProto(app) };
     },
 
@@ -178,7 +179,9 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
       const rows = await listApps(db, principal.workspaceId, limit + 1, cursor ? String(cursor.n) : undefined, visibleApps(principal));
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
-      return { apps: page.map(appToProto), nextPageToken: rows.length > limit && last ? encodePageToken({ n: last.name }) : "" };
+      // A WIDGET key (on a public page) learns only its apps' names, for chart legends.
+      const toProto = principal.scope === "WIDGET" ? (a: AppRow) => create(AppSchema, { id: a.id, workspaceId: a.workspace_id, name: a.name }) : appToProto;
+      return { apps: page.map(toProto), nextPageToken: rows.length > limit && last ? encodePageToken({ n: last.name }) : "" };
     },
   };
 }

@@ -22,7 +22,7 @@ export function createAuthenticator(db: Db): Authenticate {
 }
 
 function denied(principal: Principal, what: string, needs: string): NgpuError {
-  const scope = principal.scope === "INVOKE" ? `INVOKE key for ${principal.appNames.join(", ")}` : `${principal.scope} key`;
+  const scope = principal.appNames.length > 0 ? `${principal.scope} key for ${principal.appNames.join(", ")}` : `${principal.scope} key`;
   return new NgpuError("PERMISSION_DENIED", `${what} needs ${needs}; this is a ${scope} (${principal.keyId})`);
 }
 
@@ -39,27 +39,48 @@ export function requireOperator(principal: Principal, what: string): void {
 
 /**
  * Acting on one app's tasks: "invoke" (submit, cancel) needs FULL, or INVOKE
- * naming the app; "read" also allows READ_ONLY.
+ * naming the app; "read" also allows READ_ONLY; "view" (one task's state and
+ * progress, without its input and output) also allows WIDGET naming the app.
+ * Apps are matched by id, so a key never reaches another workspace's app of the
+ * same name unless it was created naming that app.
  */
-export function requireApp(principal: Principal, appName: string, action: "invoke" | "read", what: string): void {
+export function requireApp(principal: Principal, app: { id: string; name: string }, action: "invoke" | "read" | "view", what: string): void {
   switch (principal.scope) {
     case "FULL":
       return;
     case "READ_ONLY":
-      if (action === "read") return;
+      if (action !== "invoke") return;
       throw denied(principal, what, "a FULL key or an INVOKE key for this app");
     case "INVOKE":
-      if (principal.appNames.includes(appName)) return;
-      throw denied(principal, `${what} (app ${JSON.stringify(appName)})`, `a key for app ${JSON.stringify(appName)}`);
+      if (principal.appIds.includes(app.id)) return;
+      throw denied(principal, `${what} (app ${JSON.stringify(app.name)})`, `a key for app ${JSON.stringify(app.name)}`);
+    case "WIDGET":
+      if (action === "view" && principal.appIds.includes(app.id)) return;
+      throw denied(principal, `${what} (app ${JSON.stringify(app.name)})`, action === "view" ? `a key for app ${JSON.stringify(app.name)}` : "a FULL, READ_ONLY or INVOKE key");
   }
 }
 
-/** Apps a list may show: undefined means all of the workspace's. */
+/** Apps a list may show, by id: undefined means all of the workspace's. */
 export function visibleApps(principal: Principal): readonly string[] | undefined {
-  return principal.scope === "INVOKE" ? principal.appNames : undefined;
+  return principal.scope === "INVOKE" || principal.scope === "WIDGET" ? principal.appIds : undefined;
 }
 
-/** Reading the workspace's own settings (webhooks, deliveries, usage): FULL or READ_ONLY keys. */
+/** Reading the workspace's own settings (webhooks, deliveries, receipts, task lists): FULL or READ_ONLY keys. */
 export function requireWorkspaceRead(principal: Principal, what: string): void {
-  if (principal.scope === "INVOKE") throw denied(principal, what, "a FULL or READ_ONLY key");
+  if (principal.scope === "INVOKE" || principal.scope === "WIDGET") throw denied(principal, what, "a FULL or READ_ONLY key");
+}
+
+/**
+ * Reading the usage summary: FULL and READ_ONLY keys see all of it; a WIDGET
+ * key only its apps' usage as a caller (returned: the app ids to restrict to).
+ */
+export function usageApps(principal: Principal, what: string): readonly string[] | undefined {
+  if (principal.scope === "WIDGET") return principal.appIds;
+  requireWorkspaceRead(principal, what);
+  return undefined;
+}
+
+/** Calls open to any key of the workspace except WIDGET keys (which sit in public web pages). */
+export function requireNotWidget(principal: Principal, what: string): void {
+  if (principal.scope === "WIDGET") throw denied(principal, what, "a FULL, READ_ONLY or INVOKE key");
 }

@@ -3,8 +3,9 @@ import { type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/prot
 import type { ServiceImpl } from "@connectrpc/connect";
 import { type ApiKey, ApiKeySchema, KeyScope, KeyService } from "../../gen/ngpu/v1/key_pb.js";
 import { type ApiKeyRow, createApiKey, createEnrollmentToken, type KeyScope as ScopeName, listApiKeys, revokeApiKey } from "../db/credentials.js";
+import { findCallableApp } from "../db/apps.js";
 import type { Db } from "../db/database.js";
-import { invalidArgument, notFound } from "../errors.js";
+import { invalidArgument, NgpuError, notFound } from "../errors.js";
 import { type Authenticate, requireFull, requireOperator } from "./auth.js";
 import { checkText, requireString } from "./validate.js";
 
@@ -17,8 +18,8 @@ const SCOPES: Partial<Record<KeyScope, ScopeName>> = {
   [KeyScope.FULL]: "FULL",
   [KeyScope.INVOKE]: "INVOKE",
   [KeyScope.READ_ONLY]: "READ_ONLY",
+  [KeyScope.WIDGET]: "WIDGET",
 };
-const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 /** The latest expiry a key or token may have: ten years. */
 const MAX_EXPIRY_MS = 10 * 365 * 24 * 3600 * 1000;
 
@@ -29,6 +30,7 @@ export function apiKeyToProto(row: ApiKeyRow): ApiKey {
     name: row.name,
     scope: KeyScope[row.scope as keyof typeof KeyScope] ?? KeyScope.UNSPECIFIED,
     apps: row.app_names,
+    appIds: row.app_ids,
     createTime: timestampFromDate(row.created_at),
     expireTime: ts(row.expires_at),
     lastUsedTime: ts(row.last_used_at),
@@ -46,6 +48,26 @@ function checkExpiry(field: string, value: Timestamp | undefined): Date | undefi
   return timestampDate(value);
 }
 
+/**
+ * The apps a key names, resolved to ids now so that a later app of the same
+ * name elsewhere never matches: a bare name is the workspace's own app; another
+ * workspace's published app must be named as "<workspace>/<app>" or by its id.
+ * Each is labelled for people as the workspace's own name, or "<workspace id>/<name>".
+ */
+async function resolveApps(db: Db, workspaceId: string, refs: readonly string[]): Promise<{ id: string; label: string }[]> {
+  const resolved = new Map<string, string>();
+  for (const [i, ref] of refs.entries()) {
+    const field = `apps[${i}]`;
+    const app = await findCallableApp(db, workspaceId, requireString(field, ref, 200)).catch((err: unknown) => {
+      if (err instanceof NgpuError && err.code === "NOT_FOUND") throw new NgpuError("NOT_FOUND", `${field}: app ${JSON.stringify(ref)} not found (name one of your apps, or a published app as "<workspace>/<app>")`);
+      if (err instanceof NgpuError) throw new NgpuError(err.code, `${field}: ${err.message}`);
+      throw err;
+    });
+    resolved.set(app.id, app.workspace_id === workspaceId ? app.name : `${app.workspace_id}/${app.name}`);
+  }
+  return [...resolved].map(([id, label]) => ({ id, label }));
+}
+
 export function createKeyService(deps: KeyServiceDeps): ServiceImpl<typeof KeyService> {
   const { db, authenticate } = deps;
   return {
@@ -55,17 +77,20 @@ export function createKeyService(deps: KeyServiceDeps): ServiceImpl<typeof KeySe
       if (req.name.length > 128) throw invalidArgument("name", "must be at most 128 characters");
       const name = checkText("name", req.name);
       const scope = SCOPES[req.scope];
-      if (!scope) throw invalidArgument("scope", "is required: KEY_SCOPE_FULL, KEY_SCOPE_INVOKE or KEY_SCOPE_READ_ONLY");
-      if (scope === "INVOKE" && req.apps.length === 0) throw invalidArgument("apps", "an INVOKE key needs at least one app name");
-      if (scope !== "INVOKE" && req.apps.length > 0) throw invalidArgument("apps", "only an INVOKE key names apps");
+      if (!scope) throw invalidArgument("scope", "is required: KEY_SCOPE_FULL, KEY_SCOPE_INVOKE, KEY_SCOPE_READ_ONLY or KEY_SCOPE_WIDGET");
+      const namesApps = scope === "INVOKE" || scope === "WIDGET";
+      if (namesApps && req.apps.length === 0) throw invalidArgument("apps", `${scope} keys need at least one app`);
+      if (!namesApps && req.apps.length > 0) throw invalidArgument("apps", "only INVOKE and WIDGET keys name apps");
       if (req.apps.length > 64) throw invalidArgument("apps", "at most 64 apps");
-      const apps = req.apps.map((a, i) => {
-        const n = requireString(`apps[${i}]`, a, 63);
-        if (!APP_NAME.test(n)) throw invalidArgument(`apps[${i}]`, "is not an app name (lowercase letters, digits and dashes)");
-        return n;
-      });
       const expiresAt = checkExpiry("expire_time", req.expireTime);
-      const { key, row } = await createApiKey(db, principal.workspaceId, { name, scope, appNames: [...new Set(apps)], ...(expiresAt ? { expiresAt } : {}) });
+      const apps = await resolveApps(db, principal.workspaceId, req.apps);
+      const { key, row } = await createApiKey(db, principal.workspaceId, {
+        name,
+        scope,
+        appNames: apps.map((a) => a.label),
+        appIds: apps.map((a) => a.id),
+        ...(expiresAt ? { expiresAt } : {}),
+      });
       return { key: apiKeyToProto(row), secret: key };
     },
 

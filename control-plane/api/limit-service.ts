@@ -3,7 +3,7 @@ import { LimitService, type WorkspaceLimits as LimitsProto } from "../../gen/ngp
 import type { Db } from "../db/database.js";
 import { getLimits, monthSpendNanoUsd, setLimits, unfinishedTasks, type WorkspaceLimits } from "../db/limits.js";
 import { invalidArgument } from "../errors.js";
-import { type Authenticate, requireFull } from "./auth.js";
+import { type Authenticate, requireFull, requireNotWidget } from "./auth.js";
 
 export interface LimitServiceDeps {
   readonly db: Db;
@@ -32,6 +32,7 @@ export function createLimitService(deps: LimitServiceDeps): ServiceImpl<typeof L
   return {
     async getLimits(_req, ctx) {
       const principal = await authenticate(ctx);
+      requireNotWidget(principal, "reading the workspace's limits");
       const [limits, spent, unfinished] = await Promise.all([
         getLimits(db, principal.workspaceId),
         monthSpendNanoUsd(db, principal.workspaceId),

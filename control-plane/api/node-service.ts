@@ -10,7 +10,7 @@ import { stateSignal } from "../bus/task-events.js";
 import type { NodeRow } from "../db/schema.js";
 import { invalidArgument, NgpuError, notFound } from "../errors.js";
 import type { TelemetryStore } from "../monitor/telemetry-store.js";
-import { type Authenticate, requireOperator } from "./auth.js";
+import { type Authenticate, requireNotWidget, requireOperator } from "./auth.js";
 import { nodeToProto } from "./convert.js";
 import { checkPageSize, checkText, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
@@ -46,7 +46,7 @@ export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof Nod
 
   return {
     async listNodes(req, ctx) {
-      await authenticate(ctx);
+      requireNotWidget(await authenticate(ctx), "listing nodes");
       const limit = checkPageSize("page_size", req.pageSize, 100);
       const cursor = decodePageToken("page_token", req.pageToken, "i", "string");
       let query = db.selectFrom("nodes").selectAll().orderBy("id").limit(limit + 1);
@@ -59,7 +59,7 @@ export function createNodeService(deps: NodeServiceDeps): ServiceImpl<typeof Nod
     },
 
     async getNode(req, ctx) {
-      await authenticate(ctx);
+      requireNotWidget(await authenticate(ctx), "reading a node");
       const id = requireString("node_id", req.nodeId, 64);
       const row = await db.selectFrom("nodes").selectAll().where("id", "=", id).executeTakeFirst();
       if (!row) throw notFound("node", id);

@@ -62,7 +62,7 @@ export function createPoolService(deps: PoolServiceDeps): ServiceImpl<typeof Poo
     async getPoolStatus(req, ctx) {
       const principal = await authenticate(ctx);
       const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
-      requireApp(principal, app.name, "read", "reading an app's pool");
+      requireApp(principal, app, "read", "reading an app's pool");
       return { status: await loadPoolStatus(db, app) };
     },
 
@@ -71,7 +71,7 @@ export function createPoolService(deps: PoolServiceDeps): ServiceImpl<typeof Poo
       const limit = checkPageSize("page_size", req.pageSize, 50);
       const cursor = decodePageToken("page_token", req.pageToken, "s", "number");
       const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
-      requireApp(principal, app.name, "read", "reading an app's scaling events");
+      requireApp(principal, app, "read", "reading an app's scaling events");
       const rows = await listScalingEvents(db, app.id, limit + 1, cursor ? Number(cursor.s) : undefined);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];

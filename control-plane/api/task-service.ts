@@ -23,7 +23,7 @@ import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
 import { insertWebhook } from "../db/webhooks.js";
 import { eventTypesFromProto, webhookToProto } from "./webhook-convert.js";
 import { checkWebhookUrl } from "./webhook-service.js";
-import { type Authenticate, requireApp, visibleApps } from "./auth.js";
+import { type Authenticate, requireApp, requireNotWidget, visibleApps } from "./auth.js";
 import { attemptToProto, taskStateFromProto, taskToProto } from "./convert.js";
 import type { InputSchemaValidator } from "./input-schema.js";
 import {
@@ -76,7 +76,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       ? { url: checkWebhookUrl(`${field}webhook.url`, req.webhook.url, deps.allowPrivateWebhookTargets ?? false), events: eventTypesFromProto(`${field}webhook.events`, req.webhook.events) }
       : undefined;
     const app = await findCallableApp(db, principal.workspaceId, appRef);
-    requireApp(principal, app.name, "invoke", "submitting a task");
+    requireApp(principal, app, "invoke", "submitting a task");
     inputSchemas.check(app.id, app.version, app.input_schema, input);
     // The fee in force now is the one this call pays (README "Published apps"); a cap must leave room past it.
     const callFeeNanoUsd = app.workspace_id === principal.workspaceId ? 0 : Number(app.call_fee_nano_usd);
@@ -135,19 +135,20 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     signal.addEventListener("abort", onAbort);
     try {
       const first = await getTask(db, principal.workspaceId, taskId);
-      requireApp(principal, first.app_name, "read", "watching a task");
+      requireApp(principal, { id: first.app_id, name: first.app_name }, "view", "watching a task");
+      const widget = principal.scope === "WIDGET";
       let last = taskToProto(first);
-      yield create(WatchTaskResponseSchema, { event: { case: "task", value: last } });
+      yield create(WatchTaskResponseSchema, { event: { case: "task", value: widget ? forWidget(last) : last } });
       if (isTerminal(stateName(last))) return;
       for await (const event of events) {
         if (event === "poll" || event.event.case === "task") {
           const now = taskToProto(await getTask(db, principal.workspaceId, taskId));
           if (now.state !== last.state || now.attemptCount !== last.attemptCount) {
             last = now;
-            yield create(WatchTaskResponseSchema, { event: { case: "task", value: now } });
+            yield create(WatchTaskResponseSchema, { event: { case: "task", value: widget ? forWidget(now) : now } });
           }
           if (isTerminal(stateName(now))) return;
-        } else if (!isTerminal(stateName(last))) {
+        } else if (!isTerminal(stateName(last)) && (!widget || event.event.case === "progress")) {
           yield event;
         }
       }
@@ -181,7 +182,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
       const row = await getTask(db, principal.workspaceId, id);
-      requireApp(principal, row.app_name, "read", "reading a task");
+      requireApp(principal, { id: row.app_id, name: row.app_name }, "view", "reading a task");
       const task = taskToProto(row);
       if (row.state === "QUEUED") {
         const app = await db.selectFrom("apps").select(["gpu_count", "gpu_min_memory_bytes", "gpu_models", "pool_policy"]).where("id", "=", row.app_id).executeTakeFirstOrThrow();
@@ -197,7 +198,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       }
       const attempts = await db.selectFrom("attempts").selectAll().where("task_id", "=", id).orderBy("created_at").orderBy("fencing_token").execute();
       task.attempts = attempts.map(attemptToProto);
-      return { task };
+      return { task: principal.scope === "WIDGET" ? forWidget(task) : task };
     },
 
     async *watchTask(req, ctx) {
@@ -209,7 +210,8 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
     async cancelTask(req, ctx) {
       const principal = await authenticate(ctx);
       const id = requireString("task_id", req.taskId, 64);
-      requireApp(principal, (await getTask(db, principal.workspaceId, id)).app_name, "invoke", "cancelling a task");
+      const row = await getTask(db, principal.workspaceId, id);
+      requireApp(principal, { id: row.app_id, name: row.app_name }, "invoke", "cancelling a task");
       const result = await cancelTask(db, principal.workspaceId, id);
       if (result.attempt) bus.sendToNode(result.attempt.nodeId, cancelMessage(id, result.attempt.id, "cancelled by the caller"));
       if (result.changed) bus.publishTaskEvent(id, stateSignal(id));
@@ -218,6 +220,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
 
     async listTasks(req, ctx: HandlerContext) {
       const principal = await authenticate(ctx);
+      requireNotWidget(principal, "listing tasks");
       const limit = checkPageSize("page_size", req.pageSize, 50);
       const cursor = decodePageToken("page_token", req.pageToken, "s", "number");
       const states = req.states.map((s, i) => {
@@ -226,14 +229,14 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
         return name;
       });
       const app = req.app ? await findCallableApp(db, principal.workspaceId, requireString("app", req.app, 200)) : undefined;
-      if (app) requireApp(principal, app.name, "read", "listing tasks");
+      if (app) requireApp(principal, app, "read", "listing tasks");
       const appId = app?.id;
-      const appNames = visibleApps(principal);
+      const appIds = visibleApps(principal);
       const labels = checkLabels("labels", req.labels);
       const rows = await listTasks(
         db,
         principal.workspaceId,
-        { ...(appId ? { appId } : {}), ...(appNames ? { appNames } : {}), states, labels, ...(cursor ? { beforeSeq: Number(cursor.s) } : {}) },
+        { ...(appId ? { appId } : {}), ...(appIds ? { appIds } : {}), states, labels, ...(cursor ? { beforeSeq: Number(cursor.s) } : {}) },
         limit + 1,
       );
       const page = rows.slice(0, limit);
@@ -244,6 +247,16 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
       };
     },
   };
+}
+
+/**
+ * What a WIDGET key (embedded in a public page) may see of a task: its state,
+ * progress and timing; never its input, output, error text (apps may echo input
+ * there), labels, idempotency key, nodes or attempts.
+ */
+function forWidget(task: Task): Task {
+  const error = task.error ? "the task failed" : "";
+  return { ...task, input: undefined, output: undefined, error, labels: {}, idempotencyKey: "", nodeId: "", gpuIndices: [], attempts: [] };
 }
 
 function stateName(task: Task): string {

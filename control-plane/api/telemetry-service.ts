@@ -7,7 +7,7 @@ import { type GpuSamplePoint, readGpuSamples } from "../db/gpu-samples.js";
 import { getTask } from "../db/tasks.js";
 import { invalidArgument, notFound } from "../errors.js";
 import type { TelemetryHistory } from "../monitor/telemetry-history.js";
-import { type Authenticate, requireApp } from "./auth.js";
+import { type Authenticate, requireApp, requireNotWidget } from "./auth.js";
 import { requireString } from "./validate.js";
 
 export interface TelemetryServiceDeps {
@@ -64,7 +64,7 @@ export function createTelemetryService(deps: TelemetryServiceDeps): ServiceImpl<
       const principal = await authenticate(ctx);
       const points = maxPoints(req.maxPoints);
       const task = await getTask(db, principal.workspaceId, requireString("task_id", req.taskId, 64));
-      requireApp(principal, task.app_name, "read", "reading a task's telemetry");
+      requireApp(principal, { id: task.app_id, name: task.app_name }, "read", "reading a task's telemetry");
       const attempts = await db
         .selectFrom("attempts")
         .select(["id", "node_id", "gpu_indices", "created_at", "started_at", "ended_at"])
@@ -85,7 +85,7 @@ export function createTelemetryService(deps: TelemetryServiceDeps): ServiceImpl<
     },
 
     async getNodeTelemetry(req, ctx) {
-      await authenticate(ctx);
+      requireNotWidget(await authenticate(ctx), "reading a node's telemetry");
       const nodeId = requireString("node_id", req.nodeId, 64);
       const points = maxPoints(req.maxPoints);
       if (!req.startTime) throw invalidArgument("start_time", "is required");

@@ -16,12 +16,12 @@ import type { Principal } from "../db/credentials.js";
 import type { Db } from "../db/database.js";
 import { getProviderShare, listPrices, priceAt, setPrice, setProviderShare } from "../db/prices.js";
 import { getTask } from "../db/tasks.js";
-import { invalidArgument } from "../errors.js";
+import { invalidArgument, NgpuError } from "../errors.js";
 import { estimateCost } from "../metering/estimate.js";
 import { csvHeader, csvLine, eachUsageRecordPage, listUsageRecords, type RecordFilter, taskUsageRecords } from "../metering/records.js";
 import { type GroupBy, summarizeUsage, type UsageScope } from "../metering/summaries.js";
 import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, localTime, MAX_RANGE_DAYS, MAX_RECORD_RANGE_DAYS } from "../metering/usage-window.js";
-import { type Authenticate, requireOperator, requireWorkspaceRead } from "./auth.js";
+import { type Authenticate, requireOperator, requireWorkspaceRead, usageApps } from "./auth.js";
 import { priceToProto, taskToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
 import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
@@ -87,7 +87,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
   return {
     async getUsageSummary(req, ctx) {
       const principal = await authenticate(ctx);
-      requireWorkspaceRead(principal, "reading usage");
+      const onlyApps = usageApps(principal, "reading usage");
       const granularity = GRANULARITIES.get(req.granularity);
       if (!granularity) throw invalidArgument("granularity", "is required: HOUR, DAY or MONTH");
       const groupBy = GROUPS.get(req.groupBy);
@@ -108,9 +108,11 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
         default:
           throw invalidArgument("view", `unknown view ${req.view}: use PROVIDER, AUTHOR or leave it unset`);
       }
+      if (onlyApps && scope.view !== "caller") throw new NgpuError("PERMISSION_DENIED", `the ${scope.view} view needs a FULL or READ_ONLY key; this is a WIDGET key (${principal.keyId})`);
       const appId = req.app ? (await findCallableApp(db, principal.workspaceId, requireString("app", req.app, 200))).id : undefined;
+      if (onlyApps && appId && !onlyApps.includes(appId)) throw new NgpuError("PERMISSION_DENIED", `app: this WIDGET key (${principal.keyId}) may not read usage of ${JSON.stringify(req.app)}`);
       const summary = await withZone("time_zone", timeZone, () =>
-        summarizeUsage(db, { scope, ...range, timeZone, granularity, groupBy, ...(appId ? { appId } : {}) }),
+        summarizeUsage(db, { scope, ...range, timeZone, granularity, groupBy, ...(appId ? { appId } : {}), ...(onlyApps ? { appIds: onlyApps } : {}) }),
       );
       return {
         buckets: summary.buckets.map((b) =>

@@ -172,10 +172,10 @@ export async function learnInputSchema(db: Db, appId: string, version: number, s
     .execute();
 }
 
-/** `onlyNames`: what an INVOKE key may see (undefined: all). */
-export async function listApps(db: Db, workspaceId: string, limit: number, afterName: string | undefined, onlyNames?: readonly string[]): Promise<AppRow[]> {
+/** `onlyIds`: what an INVOKE or WIDGET key may see (undefined: all). */
+export async function listApps(db: Db, workspaceId: string, limit: number, afterName: string | undefined, onlyIds?: readonly string[]): Promise<AppRow[]> {
   let query = db.selectFrom("apps").selectAll().where("workspace_id", "=", workspaceId).orderBy("name").limit(limit);
-  if (onlyNames) query = onlyNames.length > 0 ? query.where("name", "in", [...onlyNames]) : query.where(sql<boolean>`false`);
+  if (onlyIds) query = onlyIds.length > 0 ? query.where("id", "in", [...onlyIds]) : query.where(sql<boolean>`false`);
   if (afterName !== undefined) query = query.where("name", ">", afterName);
   return query.execute();
 }

@@ -33,14 +33,16 @@ export async function createWorkspace(db: Db, name: string, options: { operator?
 }
 
 /** What a key may do; see KeyScope in key.proto. */
-export type KeyScope = "FULL" | "INVOKE" | "READ_ONLY";
+export type KeyScope = "FULL" | "INVOKE" | "READ_ONLY" | "WIDGET";
 
 export interface NewApiKey {
   readonly name?: string;
   /** Default FULL. */
   readonly scope?: KeyScope;
-  /** For INVOKE: the app names it may invoke. */
+  /** For INVOKE and WIDGET: the apps it may use, as named when created (shown back to people). */
   readonly appNames?: readonly string[];
+  /** The ids of those apps: what calls are checked against. */
+  readonly appIds?: readonly string[];
   /** Unset: never expires. */
   readonly expiresAt?: Date;
 }
@@ -63,6 +65,7 @@ export async function createApiKey(db: Db, workspaceId: string, init: NewApiKey 
       revoked_at: null,
       scope: options.scope ?? "FULL",
       app_names: JSON.stringify(options.appNames ?? []),
+      app_ids: JSON.stringify(options.appIds ?? []),
       expires_at: options.expiresAt ?? null,
     })
     .returningAll()
@@ -88,8 +91,10 @@ export interface Principal {
   /** The key belongs to the network's operator workspace. */
   readonly operator: boolean;
   readonly scope: KeyScope;
-  /** For INVOKE keys: the app names they may use. */
+  /** For INVOKE and WIDGET keys: the apps they may use, as named when created (for messages). */
   readonly appNames: readonly string[];
+  /** The ids of those apps: what calls are checked against. */
+  readonly appIds: readonly string[];
 }
 
 /**
@@ -112,6 +117,7 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
       "api_keys.last_used_at",
       "api_keys.scope",
       "api_keys.app_names",
+      "api_keys.app_ids",
       "workspaces.operator",
       sql<Date>`now()`.as("now"),
     ])
@@ -126,7 +132,7 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
   if (!row.last_used_at || row.now.getTime() - row.last_used_at.getTime() > 60_000) {
     await db.updateTable("api_keys").set({ last_used_at: sql`now()` as never }).where("id", "=", parts.id).execute();
   }
-  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator, scope: row.scope as KeyScope, appNames: row.app_names };
+  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator, scope: row.scope as KeyScope, appNames: row.app_names, appIds: row.app_ids };
 }
 
 export interface NewEnrollmentToken {

@@ -29,11 +29,13 @@ export interface ApiKeyTable {
   created_at: DefaultedTimestamp;
   last_used_at: Timestamp | null;
   revoked_at: Timestamp | null;
-  /** FULL | INVOKE | READ_ONLY */
+  /** FULL | INVOKE | READ_ONLY | WIDGET */
   scope: Generated<string>;
   /** For INVOKE: the app names it may invoke. */
   app_names: ColumnType<string[], string | undefined, string>;
   expires_at: Timestamp | null;
+  /** For INVOKE and WIDGET: the ids of the apps named (what calls are checked against). */
+  app_ids: ColumnType<string[], string | undefined, string>;
 }
 
 export interface EnrollmentTokenTable {

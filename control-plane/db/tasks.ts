@@ -120,8 +120,8 @@ export async function getTask(db: Db, workspaceId: string, taskId: string): Prom
 
 export interface TaskFilter {
   readonly appId?: string;
-  /** Only tasks of these apps (by name): what an INVOKE key may see. */
-  readonly appNames?: readonly string[];
+  /** Only tasks of these apps (by id): what an INVOKE key may see. */
+  readonly appIds?: readonly string[];
   readonly states?: readonly string[];
   readonly labels?: Readonly<Record<string, string>>;
   /** Only tasks older than this sequence number (the page cursor). */
@@ -132,7 +132,7 @@ export interface TaskFilter {
 export async function listTasks(db: Db, workspaceId: string, filter: TaskFilter, limit: number): Promise<TaskView[]> {
   let query = selectTasks(db).where("t.workspace_id", "=", workspaceId).orderBy("t.seq", "desc").limit(limit);
   if (filter.appId) query = query.where("t.app_id", "=", filter.appId);
-  if (filter.appNames) query = filter.appNames.length > 0 ? query.where("a.name", "in", [...filter.appNames]) : query.where(sql<boolean>`false`);
+  if (filter.appIds) query = filter.appIds.length > 0 ? query.where("t.app_id", "in", [...filter.appIds]) : query.where(sql<boolean>`false`);
   if (filter.states && filter.states.length > 0) query = query.where("t.state", "in", [...filter.states]);
   if (filter.labels && Object.keys(filter.labels).length > 0) query = query.where(sql<boolean>`t.labels @> ${JSON.stringify(filter.labels)}::jsonb`);
   if (filter.beforeSeq !== undefined) query = query.where("t.seq", "<", filter.beforeSeq);

@@ -19,6 +19,8 @@ export interface SummaryQuery {
   readonly granularity: Granularity;
   readonly groupBy: GroupBy;
   readonly appId?: string;
+  /** Only these apps (a WIDGET key's). */
+  readonly appIds?: readonly string[];
 }
 
 /** Exact sums (bigint: money summed over time can pass 2^53 nano-USD). */
@@ -195,7 +197,8 @@ const SUMS = sql`sum(submitted)::text AS submitted, sum(attempts)::text AS attem
  * (grouped = false), so a range's totals never depend on the grouping.
  */
 function rowsSql(q: SummaryQuery, from: Date, to: Date): RawBuilder<unknown> {
-  const appFilter = q.appId ? sql`AND app_id = ${q.appId}` : sql``;
+  const onlyApps = q.appIds ? (q.appIds.length > 0 ? sql`AND app_id IN (${sql.join([...q.appIds])})` : sql`AND false`) : sql``;
+  const appFilter = q.appId ? sql`AND app_id = ${q.appId} ${onlyApps}` : onlyApps;
   const range = sql`bucket >= ${from} AND bucket < ${to} ${appFilter}`;
   const key = GROUP_COLUMN[q.groupBy];
   const narrow = q.groupBy === "none" || q.groupBy === "app";

@@ -2,7 +2,9 @@
 //   <script src="https://cp.example/embed.js"></script>
 //   <ngpu-task-card task-id="tsk_…" token="…"></ngpu-task-card>
 //   <ngpu-usage-chart token="…" metric="cost" days="7"></ngpu-usage-chart>
-// The token should be a read-only, expiring API key: it is visible to anyone who can see the page.
+// The token should be a widget-scoped, expiring API key (`ngpu keys create --scope widget --app …`): it is
+// visible to anyone who can see the page, and a widget key shows only its apps' task states, progress and
+// usage (never inputs, outputs or the rest of the workspace).
 // The API is the origin this script came from, unless an element says otherwise with `api="…"`.
 import { type Api, createApi } from "./api.js";
 import { NgpuTaskCardView } from "./components/task-card.js";

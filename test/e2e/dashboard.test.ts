@@ -128,11 +128,11 @@ describe("dashboard and widgets in a real browser", () => {
     await page.close();
   });
 
-  it("embeds the widgets in a page on another origin with a read-only expiring token, updating live; another workspace's token sees nothing", { timeout: 120_000 }, async () => {
+  it("embeds the widgets in a page on another origin with a widget-scoped expiring token, updating live; another workspace's token sees nothing", { timeout: 120_000 }, async () => {
     const other = await net.newWorkspace();
-    // What the README tells an app developer to make: a read-only key that expires.
-    const widget = await ngpu.keys.create({ name: "shop widget", scope: "read-only", expiresAt: Date.now() + 3600_000 });
-    const expiring = await ngpu.keys.create({ name: "short-lived", scope: "read-only", expiresAt: Date.now() + 1500 });
+    // What the README tells an app developer to make: a widget key for the app, that expires.
+    const widget = await ngpu.keys.create({ name: "shop widget", scope: "widget", apps: ["sleeper"], expiresAt: Date.now() + 3600_000 });
+    const expiring = await ngpu.keys.create({ name: "short-lived", scope: "widget", apps: ["sleeper"], expiresAt: Date.now() + 1500 });
     // Long enough to be seen running on a loaded machine, page load included.
     const { task } = await ngpu.tasks.submit({ app: "sleeper", input: { seconds: 6 } });
     let body = `<ngpu-task-card id="mine" task-id="${task.id}" token="${widget.secret}"></ngpu-task-card>

@@ -157,11 +157,74 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
     expect((await inv.tasks.cancel(mine.id)).id).toBe(mine.id);
   });
 
+  it("an invoke key is bound to app ids: another workspace's app of the same name needs naming explicitly", async () => {
+    const author = await net.newWorkspace();
+    const authorApi = as(author.apiKey);
+    const { app: theirs } = await authorApi.apps.deploy({ name: "echo", runtime: builtin("echo") });
+    await authorApi.apps.update({ app: "echo", public: true, callFeeNanoUsd: 5_000_000 });
+    const created = await owner.keys.create({ name: "only-my-echo", scope: "invoke", apps: ["echo"] });
+    const ownEcho = (await owner.apps.get("echo")).id;
+    expect(created.key.appIds).toEqual([ownEcho]);
+    const mine = as(created.secret);
+    for (const app of [`${author.workspaceId}/echo`, theirs.id]) {
+      const err = await failure(mine.tasks.run({ app, input: {} }, { waitMs: 1 }));
+      expect(err.code).toBe(Code.PermissionDenied);
+    }
+    expect((await mine.tasks.submit({ app: "echo", input: {} })).task.appId).toBe(ownEcho);
+    // Named explicitly, the published app is allowed, and only it.
+    const explicit = await owner.keys.create({ scope: "invoke", apps: [`${author.workspaceId}/echo`] });
+    expect(explicit.key.apps).toEqual([`${author.workspaceId}/echo`]);
+    expect(explicit.key.appIds).toEqual([theirs.id]);
+    const theirsOnly = as(explicit.secret);
+    expect((await theirsOnly.tasks.submit({ app: theirs.id, input: {} })).task.appId).toBe(theirs.id);
+    expect((await failure(theirsOnly.tasks.submit({ app: "echo", input: {} }))).code).toBe(Code.PermissionDenied);
+  });
+
+  it("a widget key sees its apps' tasks without input or output, their usage, and nothing else", async () => {
+    const { task } = await owner.tasks.submit({ app: "echo", input: { secret: "customer data" }, labels: { user: "u1" } });
+    const { task: other } = await owner.tasks.submit({ app: "other", input: {} });
+    const created = await owner.keys.create({ name: "shop widget", scope: "widget", apps: ["echo"], expiresAt: Date.now() + 3600_000 });
+    expect(created.key.scope).toBe(KeyScope.WIDGET);
+    const widget = as(created.secret);
+    const seen = await widget.tasks.get(task.id);
+    expect(seen.state).toBe(TaskState.QUEUED);
+    expect(seen.input).toBeUndefined();
+    expect(seen.labels).toEqual({});
+    for await (const event of widget.tasks.watch(task.id)) {
+      expect(event.case).toBe("task");
+      expect(event.case === "task" && event.value.input).toBeUndefined();
+      break;
+    }
+    const now = Date.now();
+    const summary = await widget.usage.summary({ start: new Date(now - 3_600_000), end: new Date(now + 60_000), granularity: "hour", groupBy: "app" });
+    expect(summary.totals?.submitted).toBeGreaterThanOrEqual(1n);
+    expect(new Set(summary.buckets.flatMap((b) => b.groups.map((g) => g.key)))).toEqual(new Set([task.appId]));
+    expect((await widget.apps.list()).apps.map((a) => [a.name, a.env])).toEqual([["echo", {}]]);
+    for (const call of [
+      () => widget.tasks.get(other.id),
+      () => widget.tasks.list(),
+      () => widget.tasks.submit({ app: "echo", input: {} }),
+      () => widget.tasks.cancel(task.id),
+      () => widget.apps.get("echo"),
+      () => widget.webhooks.list(),
+      () => widget.webhooks.deliveries(),
+      () => widget.receipts.fetch(),
+      () => widget.limits.get(),
+      () => widget.keys.list(),
+      () => widget.nodes.list(),
+      () => widget.usage.records({ start: new Date(now - 3_600_000), end: new Date(now + 60_000) }),
+      () => widget.usage.summary({ start: new Date(now - 3_600_000), end: new Date(now + 60_000), granularity: "hour", app: "other" }),
+    ]) {
+      const err = await failure(call);
+      expect(err.code, String(call)).toBe(Code.PermissionDenied);
+    }
+  });
+
   it("checks key requests field by field", async () => {
     const cases: Array<[() => Promise<unknown>, RegExp]> = [
-      [() => owner.keys.create({ scope: "invoke" }), /^apps: an INVOKE key needs at least one app name/],
-      [() => owner.keys.create({ scope: "full", apps: ["echo"] }), /^apps: only an INVOKE key names apps/],
-      [() => owner.keys.create({ scope: "invoke", apps: ["Not An App"] }), /^apps\[0\]: is not an app name/],
+      [() => owner.keys.create({ scope: "invoke" }), /^apps: INVOKE keys need at least one app/],
+      [() => owner.keys.create({ scope: "widget" }), /^apps: WIDGET keys need at least one app/],
+      [() => owner.keys.create({ scope: "full", apps: ["echo"] }), /^apps: only INVOKE and WIDGET keys name apps/],
       [() => owner.keys.create({ name: "x".repeat(129) }), /^name: must be at most 128/],
       [() => owner.keys.revoke(""), /^key_id: is required/],
     ];
@@ -171,6 +234,12 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
       expect(err.rawMessage).toMatch(message);
     }
     expect((await failure(owner.keys.revoke("key_00000000000000000000000000"))).code).toBe(Code.NotFound);
+    // Apps are resolved when the key is made: an unknown one is refused, naming the field.
+    for (const apps of [["nonexistent"], ["echo", "Not An App"]]) {
+      const err = await failure(owner.keys.create({ scope: "invoke", apps }));
+      expect(err.code).toBe(Code.NotFound);
+      expect(err.rawMessage).toMatch(/^apps\[\d\]: app ".*" not found/);
+    }
     // Another workspace's key is not found, never revoked.
     const other = await net.newWorkspace();
     const otherKeyId = other.apiKey.split(".")[0]!;

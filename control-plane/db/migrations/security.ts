@@ -1,5 +1,11 @@
-import type { Kysely, Migration } from "kysely";
+import { type Kysely, type Migration, sql } from "kysely";
 import { runStatements } from "./run-statements.js";
+
+/** Sets the app ids of keys that name apps but have no ids yet (keys made before apps were bound by id). */
+export async function resolveKeyAppIds(db: Kysely<any>): Promise<void> {
+  await sql`UPDATE api_keys k SET app_ids = COALESCE((SELECT jsonb_agg(a.id ORDER BY a.name) FROM apps a WHERE a.workspace_id = k.workspace_id AND k.app_names ? a.name), '[]')
+    WHERE jsonb_array_length(k.app_names) > 0 AND jsonb_array_length(k.app_ids) = 0`.execute(db);
+}
 
 /** Issue 7: key scopes and expiry, single-use enrollment tokens, node keys and revocation. */
 export const securityMigrations: Record<string, Migration> = {
@@ -94,6 +100,14 @@ export const securityMigrations: Record<string, Migration> = {
             AND tasks.state IN ('QUEUED', 'ASSIGNED', 'STARTING', 'RUNNING')
         `,
       );
+    },
+  },
+  "0304_security_key_app_ids": {
+    async up(db: Kysely<any>): Promise<void> {
+      // Keys named apps by name, which matched any workspace's app of that name. Existing keys keep
+      // the apps of their own workspace that have those names now; a name with no app there is dropped.
+      await sql`ALTER TABLE api_keys ADD COLUMN app_ids jsonb NOT NULL DEFAULT '[]'`.execute(db);
+      await resolveKeyAppIds(db);
     },
   },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/key.proto.
  */
 export const file_ngpu_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChFuZ3B1L3YxL2tleS5wcm90bxIHbmdwdS52MSKZAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc2NvcGUYAyABKA4yES5uZ3B1LnYxLktleVNjb3BlEgwKBGFwcHMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3VzZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBChBDcmVhdGVLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSIAoFc2NvcGUYAiABKA4yES5uZ3B1LnYxLktleVNjb3BlEgwKBGFwcHMYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkEKEUNyZWF0ZUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLm5ncHUudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSIrCg9MaXN0S2V5c1JlcXVlc3QSGAoQaW5jbHVkZV9pbmFjdGl2ZRgBIAEoCCIxChBMaXN0S2V5c1Jlc3BvbnNlEh0KBGtleXMYASADKAsyDy5uZ3B1LnYxLkFwaUtleSIiChBSZXZva2VLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCSIxChFSZXZva2VLZXlSZXNwb25zZRIcCgNrZXkYASABKAsyDy5uZ3B1LnYxLkFwaUtleSJvChxDcmVhdGVFbnJvbGxtZW50VG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG1heF91c2VzGAMgASgNInEKHUNyZWF0ZUVucm9sbG1lbnRUb2tlblJlc3BvbnNlEhAKCHRva2VuX2lkGAEgASgJEg0KBXRva2VuGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpoCghLZXlTY29wZRIZChVLRVlfU0NPUEVfVU5TUEVDSUZJRUQQABISCg5LRVlfU0NPUEVfRlVMTBABEhQKEEtFWV9TQ09QRV9JTlZPS0UQAhIXChNLRVlfU0NPUEVfUkVBRF9PTkxZEAMyvQIKCktleVNlcnZpY2USQgoJQ3JlYXRlS2V5EhkubmdwdS52MS5DcmVhdGVLZXlSZXF1ZXN0GhoubmdwdS52MS5DcmVhdGVLZXlSZXNwb25zZRI/CghMaXN0S2V5cxIYLm5ncHUudjEuTGlzdEtleXNSZXF1ZXN0GhkubmdwdS52MS5MaXN0S2V5c1Jlc3BvbnNlEkIKCVJldm9rZUtleRIZLm5ncHUudjEuUmV2b2tlS2V5UmVxdWVzdBoaLm5ncHUudjEuUmV2b2tlS2V5UmVzcG9uc2USZgoVQ3JlYXRlRW5yb2xsbWVudFRva2VuEiUubmdwdS52MS5DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXF1ZXN0GiYubmdwdS52MS5DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChFuZ3B1L3YxL2tleS5wcm90bxIHbmdwdS52MSKqAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSIAoFc2NvcGUYAyABKA4yES5uZ3B1LnYxLktleVNjb3BlEgwKBGFwcHMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3VzZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2FwcF9pZHMYMiADKAkigQEKEENyZWF0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIgCgVzY29wZRgCIAEoDjIRLm5ncHUudjEuS2V5U2NvcGUSDAoEYXBwcxgDIAMoCRIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQQoRQ3JlYXRlS2V5UmVzcG9uc2USHAoDa2V5GAEgASgLMg8ubmdwdS52MS5BcGlLZXkSDgoGc2VjcmV0GAIgASgJIisKD0xpc3RLZXlzUmVxdWVzdBIYChBpbmNsdWRlX2luYWN0aXZlGAEgASgIIjEKEExpc3RLZXlzUmVzcG9uc2USHQoEa2V5cxgBIAMoCzIPLm5ncHUudjEuQXBpS2V5IiIKEFJldm9rZUtleVJlcXVlc3QSDgoGa2V5X2lkGAEgASgJIjEKEVJldm9rZUtleVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLm5ncHUudjEuQXBpS2V5Im8KHENyZWF0ZUVucm9sbG1lbnRUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYAyABKA0icQodQ3JlYXRlRW5yb2xsbWVudFRva2VuUmVzcG9uc2USEAoIdG9rZW5faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKn4KCEtleVNjb3BlEhkKFUtFWV9TQ09QRV9VTlNQRUNJRklFRBAAEhIKDktFWV9TQ09QRV9GVUxMEAESFAoQS0VZX1NDT1BFX0lOVk9LRRACEhcKE0tFWV9TQ09QRV9SRUFEX09OTFkQAxIUChBLRVlfU0NPUEVfV0lER0VUEAQyvQIKCktleVNlcnZpY2USQgoJQ3JlYXRlS2V5EhkubmdwdS52MS5DcmVhdGVLZXlSZXF1ZXN0GhoubmdwdS52MS5DcmVhdGVLZXlSZXNwb25zZRI/CghMaXN0S2V5cxIYLm5ncHUudjEuTGlzdEtleXNSZXF1ZXN0GhkubmdwdS52MS5MaXN0S2V5c1Jlc3BvbnNlEkIKCVJldm9rZUtleRIZLm5ncHUudjEuUmV2b2tlS2V5UmVxdWVzdBoaLm5ncHUudjEuUmV2b2tlS2V5UmVzcG9uc2USZgoVQ3JlYXRlRW5yb2xsbWVudFRva2VuEiUubmdwdS52MS5DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXF1ZXN0GiYubmdwdS52MS5DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message ngpu.v1.ApiKey
@@ -34,7 +34,7 @@ export type ApiKey = Message<"ngpu.v1.ApiKey"> & {
   scope: KeyScope;
 
   /**
-   * For KEY_SCOPE_INVOKE: the app names it may invoke.
+   * For KEY_SCOPE_INVOKE and KEY_SCOPE_WIDGET: the apps it may use, as named when it was created.
    *
    * @generated from field: repeated string apps = 4;
    */
@@ -63,6 +63,13 @@ export type ApiKey = Message<"ngpu.v1.ApiKey"> & {
    * @generated from field: google.protobuf.Timestamp revoke_time = 8;
    */
   revokeTime?: Timestamp | undefined;
+
+  /**
+   * The ids of `apps` (resolved when the key was created): calls are checked against these.
+   *
+   * @generated from field: repeated string app_ids = 50;
+   */
+  appIds: string[];
 };
 
 /**
@@ -91,7 +98,9 @@ export type CreateKeyRequest = Message<"ngpu.v1.CreateKeyRequest"> & {
   scope: KeyScope;
 
   /**
-   * Required for KEY_SCOPE_INVOKE (1..64 app names), empty otherwise.
+   * Required for KEY_SCOPE_INVOKE and KEY_SCOPE_WIDGET (1..64 apps), empty otherwise. Each is an
+   * app of the workspace (name or id), or a published app of another workspace named explicitly
+   * ("<workspace id or name>/<app name>" or its id). Unknown apps are NOT_FOUND.
    *
    * @generated from field: repeated string apps = 3;
    */
@@ -292,11 +301,21 @@ export enum KeyScope {
   INVOKE = 2,
 
   /**
-   * Read apps, tasks, nodes and usage; change nothing. Fit for a browser widget.
+   * Read apps, tasks (with their inputs and outputs), webhooks, receipts and usage of the whole
+   * workspace; change nothing. Not for web pages: use KEY_SCOPE_WIDGET there.
    *
    * @generated from enum value: KEY_SCOPE_READ_ONLY = 3;
    */
   READ_ONLY = 3,
+
+  /**
+   * For a key embedded in a public web page: GetTask and WatchTask for tasks of the named apps
+   * (state, progress, timing and cost; never input, output, logs or attempts), the usage summary
+   * of those apps, and their names in ListApps. Nothing else.
+   *
+   * @generated from enum value: KEY_SCOPE_WIDGET = 4;
+   */
+  WIDGET = 4,
 }
 
 /**
