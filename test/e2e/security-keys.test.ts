@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiKey } from "../../control-plane/db/credentials.js";
+import { resolveKeyAppIds } from "../../control-plane/db/migrations/security.js";
 import type { ControlPlane } from "../../control-plane/control-plane.js";
 import { Code, ConnectError, KeyScope, type NgpuClient, TaskState } from "../../sdk/index.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
@@ -178,6 +179,12 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
     const theirsOnly = as(explicit.secret);
     expect((await theirsOnly.tasks.submit({ app: theirs.id, input: {} })).task.appId).toBe(theirs.id);
     expect((await failure(theirsOnly.tasks.submit({ app: "echo", input: {} }))).code).toBe(Code.PermissionDenied);
+    // A key made before apps were bound by id keeps working on its own workspace's app of that name (migration 0303).
+    const legacy = await createApiKey(net.cp.db, net.workspaceId, { scope: "INVOKE", appNames: ["echo"] });
+    await resolveKeyAppIds(net.cp.db);
+    const old = as(legacy.key);
+    expect((await old.tasks.submit({ app: "echo", input: {} })).task.appId).toBe(ownEcho);
+    expect((await failure(old.tasks.submit({ app: theirs.id, input: {} }))).code).toBe(Code.PermissionDenied);
   });
 
   it("a widget key sees its apps' tasks without input or output, their usage, and nothing else", async () => {
