@@ -179,7 +179,7 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
     const theirsOnly = as(explicit.secret);
     expect((await theirsOnly.tasks.submit({ app: theirs.id, input: {} })).task.appId).toBe(theirs.id);
     expect((await failure(theirsOnly.tasks.submit({ app: "echo", input: {} }))).code).toBe(Code.PermissionDenied);
-    // A key made before apps were bound by id keeps working on its own workspace's app of that name (migration 0303).
+    // A key made before apps were bound by id keeps working on its own workspace's app of that name (migration 0304).
     const legacy = await createApiKey(net.cp.db, net.workspaceId, { scope: "INVOKE", appNames: ["echo"] });
     await resolveKeyAppIds(net.cp.db);
     const old = as(legacy.key);
