@@ -50,6 +50,7 @@ describe("security: provider abuse is refused (and logged)", () => {
     const { task } = await ngpu.tasks.submit({ app, input: {} });
     const a = await honest.nextAssignment();
     honest.started(a);
+    await eventually(async () => ((await ngpu.tasks.get(task.id)).state === TaskState.RUNNING ? true : undefined), 10_000, "the task running");
     // The thief claims the honest node's attempt as its own, with the right ids and token.
     thief.finish(a, Outcome.SUCCEEDED, { startedAtMs: Date.now() - 60_000, endedAtMs: Date.now() });
     await rejected(thief, /^task_update: attempt is unknown, superseded or already finished/);
