@@ -29,9 +29,11 @@ export function formatDuration(ms: number | bigint | undefined): string {
   const n = Number(ms);
   if (n < 0) return `-${formatDuration(-n)}`;
   if (n < 1_000) return `${Math.round(n)}ms`;
-  if (n < 60_000) return `${trimZero((Math.floor(n / 100) / 10).toFixed(1))}s`;
+  // Rounded, not cut: 3,295 ms is 3.3s.
+  const tenths = Math.round(n / 100);
+  if (tenths < 600) return `${trimZero((tenths / 10).toFixed(1))}s`;
   const pad = (x: number) => String(x).padStart(2, "0");
-  const s = Math.floor(n / 1_000);
+  const s = Math.round(n / 1_000);
   if (s < 3_600) return `${Math.floor(s / 60)}m${pad(s % 60)}s`;
   if (s < 86_400) return `${Math.floor(s / 3_600)}h${pad(Math.floor((s % 3_600) / 60))}m`;
   return `${Math.floor(s / 86_400)}d${pad(Math.floor((s % 86_400) / 3_600))}h`;

@@ -220,9 +220,13 @@ export interface KeysApi {
 export interface PoolsApi {
   /** What the app's pool holds now: desired, warm, busy and cold-starting nodes, queue depth, oldest wait. */
   status(app: string, options?: CallOptions): Promise<PoolStatus>;
-  /** One page of the app's scaling decisions, newest first, each with its reason. */
+  /** One page of the app's scaling decisions, newest first, each with its reason: `events("style-app", { pageSize: 20 })`. */
+  events(app: string, init?: PageInit, options?: CallOptions): Promise<ListScalingEventsResponse>;
+  /** @deprecated The earlier form, `events({ app, pageSize })`; kept working. */
   events(init: { app: string } & PageInit, options?: CallOptions): Promise<ListScalingEventsResponse>;
   /** Every scaling decision of the app, newest first, fetching pages lazily. */
+  eventsAll(app: string, init?: Omit<PageInit, "pageToken">, options?: CallOptions): AsyncIterable<ScalingEvent>;
+  /** @deprecated The earlier form, `eventsAll({ app })`; kept working. */
   eventsAll(init: { app: string } & Omit<PageInit, "pageToken">, options?: CallOptions): AsyncIterable<ScalingEvent>;
 }
 
@@ -480,16 +484,25 @@ export function createNgpuClient(options: NgpuClientOptions): NgpuClient {
     },
   };
 
+  /** `(app, init, options)` or the earlier `({ app, ...init }, options)` → [app, init, options]. */
+  function poolCallArgs(appOrInit: string | ({ app: string } & PageInit), initOrOpts?: PageInit | CallOptions, maybeOpts?: CallOptions): [string, PageInit, CallOptions | undefined] {
+    if (typeof appOrInit === "string") return [appOrInit, (initOrOpts as PageInit | undefined) ?? {}, maybeOpts];
+    const { app, ...init } = appOrInit;
+    return [app, init, initOrOpts as CallOptions | undefined];
+  }
+
   const pools: PoolsApi = {
     async status(app, opts) {
       return required((await poolClient.getPoolStatus({ app }, unary(opts))).status, "status");
     },
-    events(init, opts) {
-      return poolClient.listScalingEvents({ app: init.app, pageSize: init.pageSize ?? 0, pageToken: init.pageToken ?? "" }, unary(opts));
+    events(appOrInit: string | ({ app: string } & PageInit), initOrOpts?: PageInit | CallOptions, maybeOpts?: CallOptions) {
+      const [app, init, opts] = poolCallArgs(appOrInit, initOrOpts, maybeOpts);
+      return poolClient.listScalingEvents({ app, pageSize: init.pageSize ?? 0, pageToken: init.pageToken ?? "" }, unary(opts));
     },
-    eventsAll(init, opts) {
+    eventsAll(appOrInit: string | ({ app: string } & PageInit), initOrOpts?: PageInit | CallOptions, maybeOpts?: CallOptions) {
+      const [app, init, opts] = poolCallArgs(appOrInit, initOrOpts, maybeOpts);
       return paginate(async (pageToken) => {
-        const res = await pools.events({ ...init, pageToken }, opts);
+        const res = await pools.events(app, { ...init, pageToken }, opts);
         return { items: res.events, nextPageToken: res.nextPageToken };
       });
     },

@@ -64,7 +64,7 @@ export function registerPoolCommands(apps: Command, ctx: CliContext): void {
         }
       }
       const status = await client.pools.status(appName, options);
-      const { events } = await client.pools.events({ app: appName, pageSize: 10 }, options);
+      const { events } = await client.pools.events(appName, { pageSize: 10 }, options);
       if (wantsJson(command)) printJson(ctx, messageJson(PoolStatusSchema, status));
       else println(ctx.stdout, renderPoolStatus(status, events, new Date()));
     });
@@ -77,7 +77,7 @@ export function registerPoolCommands(apps: Command, ctx: CliContext): void {
     .action(async (appName: string, flags: { limit?: string }, command: Command) => {
       const limit = flags.limit === undefined ? 50 : parseInteger("--limit", flags.limit, { min: 1, max: 10_000 });
       const found: ScalingEvent[] = [];
-      for await (const e of ctx.client(command).pools.eventsAll({ app: appName, pageSize: Math.min(limit, 500) }, { signal: ctx.signal })) {
+      for await (const e of ctx.client(command).pools.eventsAll(appName, { pageSize: Math.min(limit, 500) }, { signal: ctx.signal })) {
         found.push(e);
         if (found.length >= limit) break;
       }

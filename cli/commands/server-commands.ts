@@ -73,7 +73,7 @@ export function registerServerCommands(program: Command): void {
     .option("--no-demo", "do not deploy the demo app")
     .action(async (opts: { dataDir?: string; demo: boolean }) => {
       const logger = createLogger({ level: process.env.NGPU_LOG_LEVEL ?? "warn" });
-      process.stderr.write("starting the local network (the first start creates the embedded database: ~10 s)…\n");
+      process.stderr.write(process.env.DATABASE_URL ? "starting the local network…\n" : "starting the local network (the first start creates the embedded database: ~10 s)…\n");
       let net: DevNetwork;
       try {
         net = await startDevNetwork({ env: process.env, logger, demo: opts.demo, ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) });

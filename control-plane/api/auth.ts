@@ -23,7 +23,7 @@ export function createAuthenticator(db: Db): Authenticate {
 
 function denied(principal: Principal, what: string, needs: string): NgpuError {
   const scope = principal.appNames.length > 0 ? `${principal.scope} key for ${principal.appNames.join(", ")}` : `${principal.scope} key`;
-  return new NgpuError("PERMISSION_DENIED", `${what} needs ${needs}; this is a ${scope} (${principal.keyId})`);
+  return new NgpuError("PERMISSION_DENIED", `${what} needs ${needs}; this key (${principal.keyId}) is a${/^[AEIOU]/.test(scope) ? "n" : ""} ${scope}`);
 }
 
 /** Changes to the workspace itself (deploying apps, managing keys): FULL keys only. */

@@ -24,7 +24,7 @@ export async function endCappedAttempts(db: Db): Promise<Array<{ taskId: string;
     ), a AS (
       UPDATE attempts SET state = 'CANCELLED',
         ended_at = attempts.started_at + make_interval(secs => late.cap_ms / 1000.0),
-        error = 'spend cap of ' || late.max_cost_nano_usd || ' nano-USD reached',
+        error = 'spend cap of ' || trim_scale(late.max_cost_nano_usd::numeric / 1000000000) || ' USD reached',
         gpu_ms = late.cap_ms * jsonb_array_length(attempts.gpu_indices)
       FROM late WHERE attempts.id = late.id AND attempts.ended_at IS NULL
       RETURNING attempts.id, attempts.task_id, attempts.node_id, attempts.gpu_ms, attempts.ended_at, attempts.error, late.cap_ms

@@ -343,7 +343,7 @@ export async function finishAttemptsPlainly(db: Db, items: readonly PlainFinish[
       SELECT r.attempt_id, r.task_id, r.node_id, r.fencing_token, r.started_ms, r.ended_ms,
         CASE WHEN over THEN 'CANCELLED' ELSE r.outcome END AS outcome,
         CASE WHEN over THEN NULL ELSE r.output END AS output,
-        CASE WHEN over THEN 'spend cap of ' || b.max_cost_nano_usd || ' nano-USD reached' ELSE r.error END AS error,
+        CASE WHEN over THEN 'spend cap of ' || trim_scale(b.max_cost_nano_usd::numeric / 1000000000) || ' USD reached' ELSE r.error END AS error,
         CASE WHEN b.cap_ms IS NULL THEN r.execution_ms ELSE LEAST(r.execution_ms, b.cap_ms) END AS execution_ms
       FROM reported r LEFT JOIN budget b ON b.attempt_id = r.attempt_id,
         LATERAL (SELECT COALESCE(r.outcome = 'SUCCEEDED' AND r.execution_ms > b.cap_ms, false) AS over) o

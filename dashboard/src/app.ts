@@ -94,7 +94,7 @@ export class NgpuApp extends LitElement {
       return html`<form class="card signin" @submit=${this.signIn}>
         <h2>Sign in to NGPU</h2>
         <label class="muted" for="key">API key (kept in this tab only)</label>
-        <input id="key" name="key" type="password" autocomplete="off" required placeholder="ngpu_…" />
+        <input id="key" name="key" type="password" autocomplete="off" required placeholder="key_…" />
         <button class="primary" type="submit">Sign in</button>
         ${this.signInError ? html`<p class="error">${this.signInError}</p>` : ""}
       </form>`;

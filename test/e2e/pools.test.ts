@@ -83,7 +83,7 @@ describe("app pools", () => {
     expect(up).toMatchObject({ fromNodes: 0, toNodes: 1 });
     expect(up?.reason).toMatch(/waiting|waited/);
     // The cold start is measured per node and shown.
-    const warm = await eventually(async () => (await ngpu.pools.events({ app: "zero" })).events.find((e) => e.kind === "warm"));
+    const warm = await eventually(async () => (await ngpu.pools.events("zero")).events.find((e) => e.kind === "warm"));
     expect(warm.reason).toMatch(/instance ready in \d+ ms/);
     expect(Number((await ngpu.pools.status("zero")).meanColdStartMs)).toBeGreaterThanOrEqual(350);
 
@@ -91,7 +91,7 @@ describe("app pools", () => {
     await emptied("zero");
     const status = await ngpu.pools.status("zero");
     expect(status).toMatchObject({ desiredNodes: 0, warmNodes: 0, coldStartingNodes: 0, queuedTasks: 0 });
-    const down = (await ngpu.pools.events({ app: "zero" })).events.find((e) => e.kind === "scale_down");
+    const down = (await ngpu.pools.events("zero", { pageSize: 50 })).events.find((e) => e.kind === "scale_down");
     expect(down).toMatchObject({ fromNodes: 1, toNodes: 0 });
     expect(down?.reason).toMatch(/idle/);
     await eventually(async () => {

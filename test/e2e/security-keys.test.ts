@@ -146,6 +146,7 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
       for await (const _ of inv.tasks.watch(theirs.id)) break;
     })());
     expect(watch.code).toBe(Code.PermissionDenied);
+    expect((await failure(inv.apps.deploy({ name: "x", runtime: builtin("echo") }))).rawMessage).toMatch(/is an INVOKE key for echo$/);
     // Lists show only its apps and their tasks.
     expect((await inv.apps.list()).apps.map((a) => a.name)).toEqual(["echo"]);
     const listed = (await inv.tasks.list()).tasks;

@@ -149,7 +149,7 @@ describe("security: limits that protect users' money", () => {
     expect(cancel.reason).toMatch(/spend cap/);
     const done = await ngpu.tasks.get(task.id);
     expect(done.state).toBe(TaskState.CANCELLED);
-    expect(done.error).toMatch(/^spend cap of 1500000000 nano-USD reached/);
+    expect(done.error).toMatch(/^spend cap of 1.5 USD reached/);
     expect(Number(done.executionMs)).toBe(1500);
     const usage = await net.cp.db.selectFrom("usage_records").selectAll().where("task_id", "=", task.id).execute();
     expect(usage.map((u) => [Number(u.execution_ms), Number(u.cost_nano_usd)])).toEqual([[1500, 1_500_000_000]]);
@@ -228,7 +228,7 @@ describe("security: limits that protect users' money", () => {
       return t.state === TaskState.QUEUED || t.state === TaskState.ASSIGNED || t.state === TaskState.STARTING || t.state === TaskState.RUNNING ? undefined : t;
     });
     expect(done.state).toBe(TaskState.CANCELLED);
-    expect(done.error).toMatch(/^spend cap of 1 nano-USD reached/);
+    expect(done.error).toMatch(/^spend cap of 0.000000001 USD reached/);
     expect(done.output).toBeUndefined();
     const cost = await ngpu.usage.taskCost(task.id);
     expect([Number(done.executionMs), cost.costNanoUsd, cost.feeNanoUsd]).toEqual([0, 0n, 0n]);
