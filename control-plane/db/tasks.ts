@@ -272,11 +272,11 @@ export async function finishAttemptDeciding(db: Db, ref: AttemptRef, outcome: At
     const ended = await endAttempt.execute(tx);
     const attempt = ended.rows[0] as { id: string; task_id: string; node_id: string; gpu_ms: number } | undefined;
     if (!attempt) return { attemptOk: false, taskChanged: false, requeued: false };
-    await recordUsage(tx, [attempt.id]);
+    const [usage] = await recordUsage(tx, [attempt.id]);
     if (countCompleted) await sql`UPDATE nodes SET completed_attempts = completed_attempts + 1 WHERE id = ${attempt.node_id}`.execute(tx);
     const task = await tx
       .selectFrom("tasks")
-      .select(["state", "current_attempt_id", "attempt_count", "max_attempts"])
+      .select(["state", "current_attempt_id", "attempt_count", "max_attempts", "max_cost_nano_usd"])
       .where("id", "=", ref.taskId)
       .forUpdate()
       .executeTakeFirst();
@@ -298,9 +298,18 @@ export async function finishAttemptDeciding(db: Db, ref: AttemptRef, outcome: At
         .execute();
       return { attemptOk: true, taskChanged: true, requeued: true };
     }
+    // Past its spend cap's budget the attempt was billed only up to the cap: the task shows that time.
+    const billed = task.max_cost_nano_usd !== null && usage && usage.executionMs < executionMs ? usage : undefined;
     await tx
       .updateTable("tasks")
-      .set({ state: "FAILED", ended_at: sql`now()` as never, error: outcome.error, started_at: sql`COALESCE(started_at, now())` as never, execution_ms: executionMs, gpu_ms: attempt.gpu_ms })
+      .set({
+        state: "FAILED",
+        ended_at: sql`now()` as never,
+        error: outcome.error,
+        started_at: sql`COALESCE(started_at, now())` as never,
+        execution_ms: billed?.executionMs ?? executionMs,
+        gpu_ms: billed?.gpuMs ?? attempt.gpu_ms,
+      })
       .where("id", "=", ref.taskId)
       .execute();
     return { attemptOk: true, taskChanged: true, requeued: false };

@@ -17,6 +17,7 @@ export interface RecordedUsage {
   readonly taskId: string;
   readonly workspaceId: string;
   readonly outcome: string;
+  readonly executionMs: number;
   readonly gpuMs: number;
   readonly costNanoUsd: number;
   readonly feeNanoUsd: number;
@@ -45,6 +46,7 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
     taskId: r.task_id,
     workspaceId: r.workspace_id,
     outcome: r.outcome,
+    executionMs: Number(r.execution_ms),
     gpuMs: Number(r.gpu_ms),
     costNanoUsd: Number(r.cost_nano_usd),
     feeNanoUsd: Number(r.fee_nano_usd),
@@ -57,6 +59,7 @@ function recordUsageStatement(attemptIds: readonly string[]) {
     task_id: string;
     workspace_id: string;
     outcome: string;
+    execution_ms: number;
     gpu_ms: number;
     cost_nano_usd: number;
     fee_nano_usd: number;
@@ -122,7 +125,7 @@ function recordUsageStatement(attemptIds: readonly string[]) {
       ON CONFLICT (attempt_id) DO NOTHING
       RETURNING *
     ), roll AS (${rollUp(sql`ins`)}), roll_by_app AS (${rollUpByApp(sql`ins`)})
-    SELECT attempt_id, task_id, workspace_id, outcome, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`;
+    SELECT attempt_id, task_id, workspace_id, outcome, execution_ms, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`;
 }
 
 /**

@@ -233,5 +233,15 @@ describe("security: limits that protect users' money", () => {
     const cost = await ngpu.usage.taskCost(task.id);
     expect([Number(done.executionMs), cost.costNanoUsd, cost.feeNanoUsd]).toEqual([0, 0n, 0n]);
     expect(cost.attempts.map((r) => Number(r.executionMs))).toEqual([Number(done.executionMs)]);
+    // A failure past the cap keeps its verdict, and shows the time billed too.
+    const { task: failing } = await ngpu.tasks.submit({ app, input: {}, maxCostNanoUsd: 1n });
+    const b = await worker.nextAssignment();
+    worker.finish(b, Outcome.FAILED, { error: "boom", retryable: false, startedAtMs: Date.now() - 16, endedAtMs: Date.now() });
+    const failed = await eventually(async () => {
+      const t = await ngpu.tasks.get(failing.id);
+      return t.state === TaskState.FAILED ? t : undefined;
+    });
+    const failedCost = await ngpu.usage.taskCost(failing.id);
+    expect(failedCost.attempts.map((r) => Number(r.executionMs))).toEqual([Number(failed.executionMs)]);
   });
 });
