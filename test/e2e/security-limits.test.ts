@@ -187,12 +187,12 @@ describe("security: limits that protect users' money", () => {
     const tooLow = await failure(() => caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: 10_000_000n }));
     expect(tooLow.code).toBe(Code.InvalidArgument);
     expect(tooLow.message).toMatch(/max_cost_nano_usd.*per-call fee of 500000000/);
-    // 1 USD cap, 0.5 USD fee: 0.5 s of execution left at 1 USD/s.
-    const cap = 1_000_000_000n;
+    // 2 USD cap, 0.5 USD fee: 1.5 s of execution left at 1 USD/s.
+    const cap = 2_000_000_000n;
     const submitted = [await caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap }), await caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap })];
     // The author raises the fee after the calls were made: they keep the fee they were submitted at.
     await author.ngpu.apps.update({ app, callFeeNanoUsd: 1_000_000_000 });
-    expect((await failure(() => caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: cap }))).code).toBe(Code.InvalidArgument);
+    expect((await failure(() => caller.ngpu.tasks.submit({ app: ref, input: {}, maxCostNanoUsd: 1_000_000_000n }))).code).toBe(Code.InvalidArgument);
     // One finishes quickly: charged the fee fixed at submit.
     const quick = await worker.nextAssignment();
     const startedAt = Date.now();
@@ -210,9 +210,9 @@ describe("security: limits that protect users' money", () => {
     await worker.waitForCancel(slow.attemptId, 10_000);
     const stopped = await caller.ngpu.tasks.get(slow.taskId);
     expect(stopped.state).toBe(TaskState.CANCELLED);
-    expect(Number(stopped.executionMs)).toBe(500);
+    expect(Number(stopped.executionMs)).toBe(1500);
     const slowCost = await caller.ngpu.usage.taskCost(slow.taskId);
-    expect([slowCost.costNanoUsd, slowCost.feeNanoUsd]).toEqual([500_000_000n, 0n]);
+    expect([slowCost.costNanoUsd, slowCost.feeNanoUsd]).toEqual([1_500_000_000n, 0n]);
   });
 
   it("a cap too small to buy a millisecond ends a fast task CANCELLED, its views agreeing with the bill", async () => {
