@@ -2,6 +2,7 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   NodeState,
+  formatUsd,
   taskOutput,
   taskStateName,
   type App,
@@ -141,9 +142,12 @@ export function renderApp(app: App, now: Date): string {
   return details([
     ["id", app.id],
     ["name", app.name],
+    ["workspace", app.workspaceId],
     ["version", String(app.version)],
+    ["published", app.public ? `yes: any workspace may call ${app.workspaceId}/${app.name} (or ${app.id})` : "no"],
+    ["fee per call", app.public || app.callFeeNanoUsd > 0n ? `${formatUsd(app.callFeeNanoUsd)} USD (other workspaces, per successful call)` : ""],
     ["description", app.description],
-    ["runtime", runtimeText(app.runtime)],
+    ["runtime", app.runtime ? runtimeText(app.runtime) : ""],
     ["gpu", gpuRequirementsText(app.gpu)],
     ["timeout", app.timeoutMs > 0n ? formatDuration(app.timeoutMs) : "platform default"],
     ["env", Object.keys(app.env).join(", ")],

@@ -10,6 +10,7 @@ import {
   parseUsd,
   type GranularityName,
   type GroupByName,
+  type NgpuClient,
   type UsageRecord,
   type UsageTotals,
   type ViewName,
@@ -75,9 +76,30 @@ function gpuSeconds(ms: bigint): string {
   return `${ms / 1000n}.${(ms % 1000n).toString().padStart(3, "0")}`;
 }
 
+/** The summary's columns: the API's counts, one each, then GPU time and money. */
+const TOTALS_HEADER = ["submitted", "succeeded", "failed", "cancelled", "timed_out", "lost", "released", "GPU s", "USD"];
+
 function totalsRow(t: UsageTotals | undefined): string[] {
-  if (!t) return ["0", "0", "0", "0", "0.000", "0.00"];
-  return [String(t.submitted), String(t.succeeded), String(t.failed + t.timedOut + t.cancelled), String(t.lost), gpuSeconds(t.gpuMs), formatUsd(t.totalNanoUsd)];
+  if (!t) return ["0", "0", "0", "0", "0", "0", "0", "0.000", "0.00"];
+  return [t.submitted, t.succeeded, t.failed, t.cancelled, t.timedOut, t.lost, t.released].map(String).concat(gpuSeconds(t.gpuMs), formatUsd(t.totalNanoUsd));
+}
+
+/**
+ * App names for app ids: the workspace's own apps by name, another workspace's
+ * published app as "<workspace id>/<name>", an app this key cannot read by its id.
+ */
+async function appNames(api: NgpuClient, ids: readonly string[], signal: AbortSignal): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  for await (const app of api.apps.listAll({}, { signal })) names.set(app.id, app.name);
+  await Promise.all(
+    ids
+      .filter((id) => !names.has(id))
+      .map(async (id) => {
+        const app = await api.apps.get(id, { signal }).catch(() => undefined);
+        names.set(id, app ? `${app.workspaceId}/${app.name}` : id);
+      }),
+  );
+  return names;
 }
 
 interface RangeFlags {
@@ -125,13 +147,17 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
       if (!groupBy) throw new UsageError(`--group: ${JSON.stringify(flags.group)} is not one of app, gpu, node, outcome`);
       const view = oneOf("--view", flags.view, VIEWS);
       const { start, end, timeZone } = rangeOf(flags, 7);
-      const s = await ctx.client(command).usage.summary({ start, end, timeZone, granularity, groupBy, view, ...(flags.app ? { app: flags.app } : {}) }, { signal: ctx.signal });
+      const api = ctx.client(command);
+      const s = await api.usage.summary({ start, end, timeZone, granularity, groupBy, view, ...(flags.app ? { app: flags.app } : {}) }, { signal: ctx.signal });
+      // JSON keeps the API's keys (app ids); the table names apps.
       if (wantsJson(command)) return printJson(ctx, messageJson(GetUsageSummaryResponseSchema, s));
-      const header = ["start", ...(groupBy === "none" ? [] : [flags.group ?? ""]), "submitted", "succeeded", "failed", "lost", "GPU s", "USD"];
+      const keys = [...new Set(s.buckets.flatMap((b) => b.groups.map((g) => g.key)))];
+      const names = groupBy === "app" ? await appNames(api, keys, ctx.signal) : new Map<string, string>();
+      const header = ["start", ...(groupBy === "none" ? [] : [flags.group ?? ""]), ...TOTALS_HEADER];
       const rows: string[][] = [];
       for (const b of s.buckets) {
         if (groupBy === "none") rows.push([b.localStart, ...totalsRow(b.totals)]);
-        else for (const g of b.groups) rows.push([b.localStart, g.key, ...totalsRow(g.totals)]);
+        else for (const g of b.groups) rows.push([b.localStart, names.get(g.key) ?? g.key, ...totalsRow(g.totals)]);
       }
       rows.push(["total", ...(groupBy === "none" ? [] : [""]), ...totalsRow(s.totals)]);
       println(ctx.stdout, formatTable(header, rows));

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AppSchema, AppService, type DeployAppRequest, type Runtime } from "../../gen/ngpu/v1/app_pb.js";
 import type { GpuRequirements } from "../../gen/ngpu/v1/gpu_pb.js";
-import { type AppDefinition, deployApp, findApp, listApps, setAppBilling } from "../db/apps.js";
+import { type AppDefinition, deployApp, findApp, findCallableApp, listApps, setAppBilling } from "../db/apps.js";
 import type { Db } from "../db/database.js";
 import type { AppRow, RuntimeRow } from "../db/schema.js";
 import { invalidArgument } from "../errors.js";
@@ -167,9 +167,17 @@ export function createAppService(deps: AppServiceDeps): ServiceImpl<typeof AppSe
 
     async getApp(req, ctx) {
       const principal = await authenticate(ctx);
-      const app = await findApp(db, principal.workspaceId, requireString("app", req.app, 128));
+      // The workspace's own app, or a published one of any workspace (by id or "<workspace>/<name>").
+      const app = await findCallableApp(db, principal.workspaceId, requireString("app", req.app, 200));
       requireApp(principal, app, "read", "reading an app");
-      return { app: appToProto(app) };
+      if (app.workspace_id === principal.workspaceId) return { app: appToProto(app) };
+      // A caller's view: what calling it needs (input schema, GPUs, timeout, fee), none of the
+      // author's configuration (environment, runtime command or image, pool).
+      const view = appToProto(app);
+      view.env = {};
+      view.runtime = undefined;
+      view.pool = undefined;
+      return { app: view };
     },
 
     async listApps(req, ctx) {

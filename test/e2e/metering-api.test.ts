@@ -281,13 +281,22 @@ describe("metering: usage API", () => {
     const authorApi = client(net.url, author.apiKey);
     const callerApi = client(net.url, caller.apiKey);
     clients.push(authorApi, callerApi);
-    const { app } = await authorApi.apps.deploy({ name: "styler", runtime: builtin("sleep"), gpu: { count: 1 } });
-    // Not published yet: another workspace cannot call it.
+    const inputSchema = { type: "object", properties: { seconds: { type: "number" } } };
+    const { app } = await authorApi.apps.deploy({ name: "styler", runtime: builtin("sleep"), gpu: { count: 1 }, env: { SECRET: "author's" }, inputSchema });
+    // Not published yet: another workspace cannot call it, or read it.
     const hidden = await callerApi.tasks.submit({ app: `${author.workspaceId}/styler`, input: {} }).catch((e: unknown) => ConnectError.from(e));
     expect((hidden as ConnectError).code).toBe(Code.NotFound);
+    expect(await callerApi.apps.get(app.id).catch((e: unknown) => ConnectError.from(e).code)).toBe(Code.NotFound);
     const published = await authorApi.apps.update({ app: "styler", public: true, callFeeNanoUsd: 5_000_000 });
     expect(published.public).toBe(true);
     expect(published.version).toBe(app.version);
+    // Published: any workspace reads what calling it needs, by id or <workspace>/<name>, and none of the author's settings.
+    for (const ref of [app.id, `${author.workspaceId}/styler`]) {
+      const seen = await callerApi.apps.get(ref);
+      expect(seen).toMatchObject({ id: app.id, public: true, callFeeNanoUsd: 5_000_000n, inputSchema, gpu: { count: 1 } });
+      expect(seen.env).toEqual({});
+      expect(seen.runtime).toBeUndefined();
+    }
     // The author's account goes quiet: its keys are revoked. The app keeps serving.
     await net.cp.db.updateTable("api_keys").set({ revoked_at: new Date() }).where("workspace_id", "=", author.workspaceId).execute();
     const first = await callerApi.tasks.run({ app: `${author.workspaceId}/styler`, input: { seconds: 0.2 } }, { waitMs: 30_000 });

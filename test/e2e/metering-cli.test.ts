@@ -18,6 +18,11 @@ describe("metering: CLI", () => {
       net.cp.db,
       await seedEndedAttempts(net.cp.db, { workspaceId: net.workspaceId, appId: app, nodeId: node, count: 4 * 24 * 3, firstStart: new Date("2026-03-07T00:00:00Z"), spacingMs: 15 * 60_000, executionMs: 10_000 }),
     );
+    // One attempt of each unsuccessful outcome on 12 March.
+    for (const [i, outcome] of ["FAILED", "CANCELLED", "TIMED_OUT"].entries()) {
+      const firstStart = new Date(Date.UTC(2026, 2, 12, i));
+      await recordInBatches(net.cp.db, await seedEndedAttempts(net.cp.db, { workspaceId: net.workspaceId, appId: app, nodeId: node, count: 1, firstStart, spacingMs: 0, executionMs: 1_000, outcome }));
+    }
   });
   afterAll(async () => {
     await net?.close();
@@ -57,6 +62,32 @@ describe("metering: CLI", () => {
     const lines = csv.stdout.trimEnd().split("\r\n");
     expect(lines).toHaveLength(1 + 4 * 24 * 3);
     expect(lines[0]).toMatch(/^attempt_id,task_id,/);
+  });
+
+  it("shows each outcome in its own column, apps by name, and a published app's fee", async () => {
+    const range = ["--from", "2026-03-12", "--to", "2026-03-13"];
+    const byOutcome = await ngpu(["usage", "summary", ...range, "--group", "outcome"]);
+    expect(byOutcome.code).toBe(0);
+    const [header, ...rows] = byOutcome.stdout.trim().split("\n").map((l) => l.trim().split(/\s{2,}/));
+    expect(header).toEqual(["start", "outcome", "submitted", "succeeded", "failed", "cancelled", "timed_out", "lost", "released", "GPU s", "USD"]);
+    const column = (row: string[] | undefined, name: string) => row?.[header!.indexOf(name)];
+    const row = (outcome: string) => rows.find((r) => r[1] === outcome);
+    expect([column(row("FAILED"), "failed"), column(row("FAILED"), "cancelled")]).toEqual(["1", "0"]);
+    expect([column(row("CANCELLED"), "failed"), column(row("CANCELLED"), "cancelled")]).toEqual(["0", "1"]);
+    expect([column(row("TIMED_OUT"), "failed"), column(row("TIMED_OUT"), "timed_out")]).toEqual(["0", "1"]);
+    const [, ...sums] = rows.find((r) => r[0] === "total")!;
+    const total = ["total", "", ...sums]; // its group column is blank
+    expect([column(total, "failed"), column(total, "cancelled"), column(total, "timed_out")]).toEqual(["1", "1", "1"]);
+    const byApp = await ngpu(["usage", "summary", ...range, "--group", "app"]);
+    expect(byApp.stdout).toMatch(/\sstyles\s/);
+    expect(byApp.stdout).not.toMatch(/app_[0-9a-z]{26}/);
+    const json = await ngpu(["--json", "usage", "summary", ...range, "--group", "app"]);
+    expect(json.stdout).toMatch(/"key": ?"app_[0-9a-z]{26}"/);
+    expect((await ngpu(["apps", "get", "styles"])).stdout).toMatch(/published:\s+no/);
+    expect((await ngpu(["apps", "publish", "styles", "--fee-usd", "0.002"])).code).toBe(0);
+    const shown = (await ngpu(["apps", "get", "styles"])).stdout;
+    expect(shown).toMatch(/published:\s+yes/);
+    expect(shown).toMatch(/fee per call:\s+0\.002 USD/);
   });
 
   it("fails clearly on a bad zone and sets prices as the operator", async () => {

@@ -509,7 +509,8 @@ export const UpdateAppResponseSchema: GenMessage<UpdateAppResponse> = /*@__PURE_
  */
 export type GetAppRequest = Message<"ngpu.v1.GetAppRequest"> & {
   /**
-   * App id or name.
+   * App id or name; or a published app of any workspace, by id or as "<workspace id>/<app name>".
+   * Another workspace's app is shown as its callers see it: no env, runtime or pool.
    *
    * @generated from field: string app = 1;
    */
