@@ -21,6 +21,7 @@ import { createKeyService } from "./api/key-service.js";
 import { createLimitService } from "./api/limit-service.js";
 import { createReceiptService } from "./api/receipt-service.js";
 import { loadReceiptSigner, startReceiptWriter } from "./receipts/receipt-writer.js";
+import { onUnpricedGpuModel } from "./db/usage.js";
 import { createNodeService } from "./api/node-service.js";
 import { registerReflection } from "./api/reflection.js";
 import { type RpcFallbackHandler, type RpcServer, startRpcServer } from "./api/rpc-server.js";
@@ -95,6 +96,10 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
 
   const telemetry = createTelemetryStore();
   const stopTelemetry = bus.onTelemetry((nodeId, report) => telemetry.ingest(nodeId, report.gpus));
+  // Usage of a GPU model the price book lacks is billed 0: say so, once per model, so it is noticed.
+  const stopUnpricedWarnings = onUnpricedGpuModel((gpuModel) =>
+    logger.warn({ gpuModel }, "usage recorded at price 0: the price book has no price for this GPU model (set one: ngpu prices set)"),
+  );
   const history = startTelemetryHistory({ db, logger });
   const compactTimer = setInterval(() => history.compact().catch((err) => logger.warn({ err }, "telemetry compaction failed")), 60_000);
   compactTimer.unref();
@@ -183,6 +188,7 @@ export async function startControlPlane(config: ControlPlaneConfig, deps: Contro
         await webhooks.shutdown();
         await history.shutdown();
         stopTelemetry();
+        stopUnpricedWarnings();
         await bus.close();
         await db.destroy();
       })();

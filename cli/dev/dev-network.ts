@@ -6,6 +6,7 @@ import { type ControlPlaneConfig, loadControlPlaneConfig } from "../../control-p
 import { createApiKey, createEnrollmentToken, createWorkspace, checkEnrollmentToken, verifyApiKey } from "../../control-plane/db/credentials.js";
 import type { Db } from "../../control-plane/db/database.js";
 import { deployApp } from "../../control-plane/db/apps.js";
+import { priceAt, setPrice } from "../../control-plane/db/prices.js";
 import type { Logger } from "../../control-plane/log.js";
 import { parseSimulatedGpuSpec } from "../../worker/gpu/simulated-gpu.js";
 import { startWorker, type Worker } from "../../worker/worker.js";
@@ -44,6 +45,21 @@ export interface DevNetwork {
 }
 
 export const DEFAULT_DEV_WORKERS = ["NVIDIA GeForce RTX 3090:24GiB", "NVIDIA GeForce RTX 4090:24GiB"];
+
+/** The price book's seeded figure (the brief's): an RTX 3090 at 0.000366 USD per GPU-second. */
+const RTX_3090_NANO_USD_PER_SECOND = 366_000;
+
+/**
+ * Prices the dev network gives the GPU models it simulates when the book has none,
+ * so its tasks are not billed 0. Derived, not quoted: the RTX 3090's price scaled by
+ * the two cards' launch prices (NVIDIA's US MSRPs: RTX 3090 1,499 USD in September 2020,
+ * RTX 4090 1,599 USD in October 2022): 366,000 × 1,599 / 1,499 = 390,416 nano-USD.
+ * Any other model gets the RTX 3090's price (and a log line saying so).
+ */
+export const DEV_GPU_PRICES: Readonly<Record<string, number>> = {
+  "NVIDIA GeForce RTX 3090": RTX_3090_NANO_USD_PER_SECOND,
+  "NVIDIA GeForce RTX 4090": 390_416,
+};
 export const DEMO_APP = "style-app";
 
 /** The repository root: the demo app runs from source. */
@@ -125,16 +141,24 @@ export async function startDevNetwork(options: DevNetworkOptions): Promise<DevNe
       });
     }
 
+    const specs = (options.workers ?? DEFAULT_DEV_WORKERS).map(parseSimulatedGpuSpec);
+    for (const model of new Set(specs.map((spec) => spec.model))) {
+      if (await priceAt(cp.db, model, new Date())) continue;
+      const price = DEV_GPU_PRICES[model];
+      if (price === undefined) logger.info({ gpuModel: model }, "dev network: no price known for this simulated GPU model; using the RTX 3090's");
+      await setPrice(cp.db, model, price ?? RTX_3090_NANO_USD_PER_SECOND, "now");
+    }
+
     const workerLogger = createWorkerLogger(env.NGPU_WORKER_LOG_LEVEL ?? "warn");
     const workers: Worker[] = [];
-    for (const [i, spec] of (options.workers ?? DEFAULT_DEV_WORKERS).entries()) {
+    for (const [i, spec] of specs.entries()) {
       const worker = await startWorker(
         {
           controlPlaneUrl: cp.url,
           enrollmentToken: credentials.enrollmentToken,
           name: `dev-worker-${i + 1}`,
           dataDir: join(dataDir, `worker-${i + 1}`),
-          simulateGpus: [parseSimulatedGpuSpec(spec)],
+          simulateGpus: [spec],
           nvidiaSmiPath: "nvidia-smi",
           maxConcurrentTasks: 0,
           logLevel: "warn",

@@ -41,6 +41,7 @@ export interface RecordedUsage {
 export async function recordUsage(db: Kysely<Database>, attemptIds: readonly string[]): Promise<RecordedUsage[]> {
   if (attemptIds.length === 0) return [];
   const result = await recordUsageStatement(attemptIds).execute(db);
+  for (const r of result.rows) if (r.unpriced) reportUnpriced(r.gpu_model);
   return result.rows.map((r) => ({
     attemptId: r.attempt_id,
     taskId: r.task_id,
@@ -53,8 +54,30 @@ export async function recordUsage(db: Kysely<Database>, attemptIds: readonly str
   }));
 }
 
+type UnpricedListener = (gpuModel: string) => void;
+const unpricedListeners = new Set<UnpricedListener>();
+const reportedUnpriced = new Set<string>();
+
+/**
+ * Calls `listener` the first time this process records billed usage of a GPU
+ * model that has no price in the book (billed 0: see README "Billing policy"),
+ * once per model. Returns a function that removes the listener.
+ */
+export function onUnpricedGpuModel(listener: UnpricedListener): () => void {
+  unpricedListeners.add(listener);
+  return () => unpricedListeners.delete(listener);
+}
+
+function reportUnpriced(gpuModel: string): void {
+  if (reportedUnpriced.has(gpuModel)) return;
+  reportedUnpriced.add(gpuModel);
+  for (const listener of unpricedListeners) listener(gpuModel);
+}
+
 function recordUsageStatement(attemptIds: readonly string[]) {
   return sql<{
+    gpu_model: string;
+    unpriced: boolean;
     attempt_id: string;
     task_id: string;
     workspace_id: string;
@@ -125,7 +148,11 @@ function recordUsageStatement(attemptIds: readonly string[]) {
       ON CONFLICT (attempt_id) DO NOTHING
       RETURNING *
     ), roll AS (${rollUp(sql`ins`)}), roll_by_app AS (${rollUpByApp(sql`ins`)})
-    SELECT attempt_id, task_id, workspace_id, outcome, execution_ms, gpu_ms, cost_nano_usd, fee_nano_usd FROM ins`;
+    SELECT attempt_id, task_id, workspace_id, outcome, execution_ms, gpu_ms, cost_nano_usd, fee_nano_usd, gpu_model,
+      -- Billed time at price 0 because the book has no price for the model (not a price of 0 set on purpose).
+      CASE WHEN gpu_ms > 0 AND price_nano_usd_per_gpu_second = 0
+        THEN NOT EXISTS (SELECT 1 FROM gpu_prices p WHERE lower(p.gpu_model) = lower(ins.gpu_model)) ELSE false END AS unpriced
+    FROM ins`;
 }
 
 /**

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createWorkspace } from "../../control-plane/db/credentials.js";
 import { type Db, openDatabase } from "../../control-plane/db/database.js";
 import { finishAttemptsPlainly, requeueLostAttempts, timeOutAttempts } from "../../control-plane/db/tasks.js";
-import { CLOCK_TOLERANCE_MS, recordUsage } from "../../control-plane/db/usage.js";
+import { CLOCK_TOLERANCE_MS, onUnpricedGpuModel, recordUsage } from "../../control-plane/db/usage.js";
 import { newId } from "../../control-plane/ids.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.js";
 import { RTX_3090, recordInBatches, seedApp, seedEndedAttempts, seedNode } from "../helpers/usage-fixtures.js";
@@ -105,6 +105,25 @@ describe("metering: usage records", () => {
     expect(byId.get(longer!)).toMatchObject({ execution_ms: 10_000, worker_execution_ms: 10_000 + CLOCK_TOLERANCE_MS - 1, disagreement_ms: CLOCK_TOLERANCE_MS - 1 });
     // Every record's own start and end hold the time it bills.
     for (const r of byId.values()) expect(r.execution_ms).toBeLessThanOrEqual(r.ended_at_ms - r.started_at_ms!);
+  });
+
+  it("bills a GPU model with no price 0 and reports the model once; a price of 0 set on purpose is not reported", async () => {
+    const reported: string[] = [];
+    const stop = onUnpricedGpuModel((model) => reported.push(model));
+    try {
+      const ws = await createWorkspace(db, "unpriced");
+      const app = await seedApp(db, ws.id);
+      const free = "NVIDIA Test Free GPU";
+      await db.insertInto("gpu_prices").values({ gpu_model: free, effective_from: new Date("2026-01-01T00:00:00Z"), nano_usd_per_gpu_second: 0 }).execute();
+      const base = { workspaceId: ws.id, appId: app, count: 2, firstStart: new Date("2026-06-01T00:00:00Z"), spacingMs: 60_000, executionMs: 1_000 };
+      await recordInBatches(db, await seedEndedAttempts(db, { ...base, nodeId: await seedNode(db, { model: "NVIDIA Test Unpriced GPU" }) }));
+      await recordInBatches(db, await seedEndedAttempts(db, { ...base, nodeId: await seedNode(db, { model: "NVIDIA Test Unpriced GPU" }) }));
+      await recordInBatches(db, await seedEndedAttempts(db, { ...base, nodeId: await seedNode(db, { model: free }) }));
+      expect(reported).toEqual(["NVIDIA Test Unpriced GPU"]);
+      expect((await sums(ws.id)).records.cost).toBe("0");
+    } finally {
+      stop();
+    }
   });
 
   /** A task running on a node now, as the scheduler and a RUNNING report leave it. */

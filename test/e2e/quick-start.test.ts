@@ -64,7 +64,14 @@ describe("npm start (the local network on the embedded default)", () => {
     // The printed reflection example works too (buf curl stands in for grpcurl here).
     const key = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8")).apiKey as string;
     const listed = await bufCurl(["--http2-prior-knowledge", "--protocol", "grpc", "-H", `authorization: Bearer ${key}`, "-d", "{}", `${url}/ngpu.v1.NodeService/ListNodes`]);
-    expect(JSON.parse(listed.stdout).nodes).toHaveLength(2);
+    const nodes = JSON.parse(listed.stdout).nodes as Array<{ gpus: Array<{ model: string }> }>;
+    expect(nodes).toHaveLength(2);
+    // Every GPU model the dev network simulates has a price: its tasks are never billed 0.
+    const priced = await bufCurl(["--http2-prior-knowledge", "--protocol", "grpc", "-H", `authorization: Bearer ${key}`, "-d", "{}", `${url}/ngpu.v1.UsageService/ListPrices`]);
+    const prices = JSON.parse(priced.stdout).prices as Array<{ gpuModel: string; inForce?: boolean }>;
+    for (const model of new Set(nodes.flatMap((n) => n.gpus.map((g) => g.model)))) {
+      expect(prices.some((p) => p.gpuModel === model && p.inForce), model).toBe(true);
+    }
 
     start.kill("SIGINT");
     expect(await exited).toBe(0);
