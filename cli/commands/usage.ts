@@ -214,6 +214,7 @@ export function registerUsageCommands(program: Command, ctx: CliContext): void {
       const lines = [
         `task        ${cost.taskId} (${cost.state})`,
         `queue       ${formatDuration(cost.queueMs)} (not billed)`,
+        ...cost.unbilledAttempts.map((a) => `${a.outcome.toLowerCase().padEnd(11)} ${formatDuration(a.heldMs)} held by attempt ${a.attemptId} on ${a.nodeId} (not billed)`),
         `cold start  ${formatDuration(cost.coldStartMs)} (not billed)`,
         `execution   ${formatDuration(cost.executionMs)}, ${gpuSeconds(cost.gpuMs)} GPU-seconds`,
         `GPU time    ${formatUsd(cost.costNanoUsd)} USD`,

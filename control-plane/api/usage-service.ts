@@ -22,7 +22,8 @@ import { csvHeader, csvLine, eachUsageRecordPage, listUsageRecords, type RecordF
 import { type GroupBy, summarizeUsage, type UsageScope } from "../metering/summaries.js";
 import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, localTime, MAX_RANGE_DAYS, MAX_RECORD_RANGE_DAYS } from "../metering/usage-window.js";
 import { type Authenticate, requireOperator, requireWorkspaceRead, usageApps } from "./auth.js";
-import { priceToProto, taskToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
+import { priceToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
+import { taskTimes } from "../metering/task-times.js";
 import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
 export interface UsageServiceDeps {
@@ -164,19 +165,22 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
       requireWorkspaceRead(principal, "reading the cost of a task");
       const taskId = requireString("task_id", req.taskId, 64);
       const task = await getTask(db, principal.workspaceId, taskId);
-      const [records, coldStart] = await Promise.all([
+      const [records, attempts] = await Promise.all([
         taskUsageRecords(db, taskId),
-        db.selectFrom("attempts").select((eb) => eb.fn.coalesce(eb.fn.sum<number>("cold_start_ms"), eb.lit(0)).as("ms")).where("task_id", "=", taskId).executeTakeFirstOrThrow(),
+        db.selectFrom("attempts").select(["id", "node_id", "state", "created_at", "ended_at", "cold_start_ms"]).where("task_id", "=", taskId).orderBy("created_at").execute(),
       ]);
       const sum = (pick: (r: (typeof records)[number]) => number) => records.reduce((acc, r) => acc + BigInt(pick(r)), 0n);
       const cost = sum((r) => r.cost_nano_usd);
       const fee = sum((r) => r.fee_nano_usd);
+      const time = taskTimes(task, attempts, new Date());
       return {
         cost: {
           taskId,
           state: task.state,
-          queueMs: taskToProto(task).queueMs,
-          coldStartMs: BigInt(Number(coldStart.ms)),
+          queueMs: BigInt(time.queueMs),
+          coldStartMs: attempts.reduce((acc, a) => acc + BigInt(a.cold_start_ms), 0n),
+          unbilledHeldMs: time.unbilled.reduce((acc, a) => acc + a.heldMs, 0n),
+          unbilledAttempts: time.unbilled,
           executionMs: sum((r) => r.execution_ms),
           gpuMs: sum((r) => r.gpu_ms),
           costNanoUsd: cost,

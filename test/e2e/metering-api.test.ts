@@ -3,6 +3,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { usageBucket } from "../../control-plane/db/usage.js";
+import { newId } from "../../control-plane/ids.js";
 import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
 import { UsageGranularity, UsageGroupBy, type GetUsageSummaryResponse, type UsageRecord, type UsageTotals } from "../../gen/ngpu/v1/usage_pb.js";
 import { formatUsd, type NgpuClient } from "../../sdk/index.js";
@@ -246,6 +247,27 @@ describe("metering: usage API", () => {
     expect(prices.some((p) => p.gpuModel === "NVIDIA Test Future")).toBe(true);
     expect((await ngpu.usage.billingSettings()).providerShareBasisPoints).toBe(8000);
     expect((await ngpu.usage.updateBillingSettings({ providerShareBasisPoints: 8000 })).providerShareBasisPoints).toBe(8000);
+  });
+
+  it("itemises queue time without the time a lost attempt held its node, and shows that attempt apart", async () => {
+    const db = net.cp.db;
+    const app = await seedApp(db, net.workspaceId);
+    const node = await seedNode(db);
+    const taskId = newId("tsk");
+    const [lost, won] = [newId("att"), newId("att")];
+    // Queued 1 s, attempt 1 runs 8 s and is lost with its node (found 2 s later), queued again 2 s, attempt 2 runs 3 s.
+    const at = (s: number) => new Date(Date.UTC(2026, 4, 20, 0, 0, s));
+    await db.insertInto("tasks").values({ id: taskId, workspace_id: net.workspaceId, app_id: app, app_version: 1, state: "SUCCEEDED", input: "{}", timeout_ms: 600_000, created_at: at(0), assigned_at: at(13), started_at: at(2), ended_at: at(17), attempt_count: 2 } as never).execute();
+    for (const [id, state, created, started, ended] of [[lost, "LOST", 1, 2, 11], [won, "SUCCEEDED", 13, 14, 17]] as const) {
+      await sql`INSERT INTO attempts (id, task_id, workspace_id, app_id, node_id, fencing_token, gpu_indices, state, created_at, started_at, ended_at)
+        VALUES (${id}, ${taskId}, ${net.workspaceId}, ${app}, ${node}, nextval('attempt_fencing_tokens'), '[0]', ${state}, ${at(created)}, ${at(started)}, ${at(ended)})`.execute(db);
+    }
+    await recordInBatches(db, [lost, won]);
+    const cost = await ngpu.usage.taskCost(taskId);
+    expect(cost.queueMs).toBe(3_000n);
+    expect(cost.unbilledHeldMs).toBe(10_000n);
+    expect(cost.unbilledAttempts).toEqual([expect.objectContaining({ attemptId: lost, nodeId: node, outcome: "LOST", heldMs: 10_000n })]);
+    expect(cost.executionMs).toBe(3_000n);
   });
 
   it("bills a real task run by a worker, and itemises it", async () => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ngpu/v1/usage.proto.
  */
 export const file_ngpu_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("ChNuZ3B1L3YxL3VzYWdlLnByb3RvEgduZ3B1LnYxIosCCgtVc2FnZVRvdGFscxIRCglzdWJtaXR0ZWQYASABKAMSEAoIYXR0ZW1wdHMYAiABKAMSEQoJc3VjY2VlZGVkGAMgASgDEg4KBmZhaWxlZBgEIAEoAxIRCgljYW5jZWxsZWQYBSABKAMSEQoJdGltZWRfb3V0GAYgASgDEgwKBGxvc3QYByABKAMSEAoIcmVsZWFzZWQYCCABKAMSDgoGZ3B1X21zGAkgASgDEhUKDWNvc3RfbmFub191c2QYCiABKAMSFAoMZmVlX25hbm9fdXNkGAsgASgDEhYKDnRvdGFsX25hbm9fdXNkGAwgASgDEhkKEXByb3ZpZGVyX25hbm9fdXNkGA0gASgDIj8KClVzYWdlR3JvdXASCwoDa2V5GAEgASgJEiQKBnRvdGFscxgCIAEoCzIULm5ncHUudjEuVXNhZ2VUb3RhbHMiywEKC1VzYWdlQnVja2V0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsb2NhbF9zdGFydBgDIAEoCRIkCgZ0b3RhbHMYBCABKAsyFC5uZ3B1LnYxLlVzYWdlVG90YWxzEiMKBmdyb3VwcxgFIAMoCzITLm5ncHUudjEuVXNhZ2VHcm91cCKRAgoWR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGltZV96b25lGAMgASgJEi4KC2dyYW51bGFyaXR5GAQgASgOMhkubmdwdS52MS5Vc2FnZUdyYW51bGFyaXR5EicKCGdyb3VwX2J5GAUgASgOMhUubmdwdS52MS5Vc2FnZUdyb3VwQnkSIAoEdmlldxgGIAEoDjISLm5ncHUudjEuVXNhZ2VWaWV3EgsKA2FwcBgHIAEoCSLXAQoXR2V0VXNhZ2VTdW1tYXJ5UmVzcG9uc2USJQoHYnVja2V0cxgBIAMoCzIULm5ncHUudjEuVXNhZ2VCdWNrZXQSJAoGdG90YWxzGAIgASgLMhQubmdwdS52MS5Vc2FnZVRvdGFscxIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGltZV96b25lGAUgASgJIpIECgtVc2FnZVJlY29yZBISCgphdHRlbXB0X2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSFAoMd29ya3NwYWNlX2lkGAMgASgJEg4KBmFwcF9pZBgEIAEoCRIPCgdub2RlX2lkGAUgASgJEhEKCWdwdV9tb2RlbBgGIAEoCRIRCglncHVfY291bnQYByABKA0SDwoHb3V0Y29tZRgIIAEoCRIVCg1zdGFydF90aW1lX21zGAkgASgDEhMKC2VuZF90aW1lX21zGAogASgDEhQKDGV4ZWN1dGlvbl9tcxgLIAEoAxIOCgZncHVfbXMYDCABKAMSIAoTd29ya2VyX2V4ZWN1dGlvbl9tcxgNIAEoA0gAiAEBEicKGmNvbnRyb2xfcGxhbmVfZXhlY3V0aW9uX21zGA4gASgDSAGIAQESHAoPZGlzYWdyZWVtZW50X21zGA8gASgDSAKIAQESJQodcHJpY2VfbmFub191c2RfcGVyX2dwdV9zZWNvbmQYECABKAMSFQoNY29zdF9uYW5vX3VzZBgRIAEoAxIUCgxmZWVfbmFub191c2QYEiABKAMSFgoOdG90YWxfbmFub191c2QYEyABKANCFgoUX3dvcmtlcl9leGVjdXRpb25fbXNCHQobX2NvbnRyb2xfcGxhbmVfZXhlY3V0aW9uX21zQhIKEF9kaXNhZ3JlZW1lbnRfbXMixQEKEVVzYWdlUmVjb3JkRmlsdGVyEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNhcHAYAyABKAkSDwoHbm9kZV9pZBgEIAEoCRIRCglncHVfbW9kZWwYBSABKAkSEAoIb3V0Y29tZXMYBiADKAkSDwoHdGFza19pZBgHIAEoCSJsChdMaXN0VXNhZ2VSZWNvcmRzUmVxdWVzdBIqCgZmaWx0ZXIYASABKAsyGi5uZ3B1LnYxLlVzYWdlUmVjb3JkRmlsdGVyEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIloKGExpc3RVc2FnZVJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQubmdwdS52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRwoZRXhwb3J0VXNhZ2VSZWNvcmRzUmVxdWVzdBIqCgZmaWx0ZXIYASABKAsyGi5uZ3B1LnYxLlVzYWdlUmVjb3JkRmlsdGVyIisKGkV4cG9ydFVzYWdlUmVjb3Jkc1Jlc3BvbnNlEg0KBWNodW5rGAEgASgMIiUKEkdldFRhc2tDb3N0UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIuYBCghUYXNrQ29zdBIPCgd0YXNrX2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCHF1ZXVlX21zGAMgASgDEhUKDWNvbGRfc3RhcnRfbXMYBCABKAMSFAoMZXhlY3V0aW9uX21zGAUgASgDEg4KBmdwdV9tcxgGIAEoAxIVCg1jb3N0X25hbm9fdXNkGAcgASgDEhQKDGZlZV9uYW5vX3VzZBgIIAEoAxIWCg50b3RhbF9uYW5vX3VzZBgJIAEoAxImCghhdHRlbXB0cxgKIAMoCzIULm5ncHUudjEuVXNhZ2VSZWNvcmQiNgoTR2V0VGFza0Nvc3RSZXNwb25zZRIfCgRjb3N0GAEgASgLMhEubmdwdS52MS5UYXNrQ29zdCKWAQoTRXN0aW1hdGVDb3N0UmVxdWVzdBIRCglncHVfbW9kZWwYASABKAkSEQoJZ3B1X2NvdW50GAIgASgNEh0KFWV4ZWN1dGlvbl9tc19wZXJfdGFzaxgDIAEoAxIXCg90YXNrc19wZXJfbW9udGgYBCABKAMSIQoZcmVzZXJ2ZWRfbW9udGhseV9uYW5vX3VzZBgFIAEoAyLkAQoURXN0aW1hdGVDb3N0UmVzcG9uc2USJQodcHJpY2VfbmFub191c2RfcGVyX2dwdV9zZWNvbmQYASABKAMSHgoWY29zdF9wZXJfdGFza19uYW5vX3VzZBgCIAEoAxIkChxwYXlfcGVyX3VzZV9tb250aGx5X25hbm9fdXNkGAMgASgDEiEKGXJlc2VydmVkX21vbnRobHlfbmFub191c2QYBCABKAMSIgoaYnJlYWtfZXZlbl90YXNrc19wZXJfbW9udGgYBSABKAMSGAoQc2F2aW5nc19uYW5vX3VzZBgGIAEoAyKBAQoFUHJpY2USEQoJZ3B1X21vZGVsGAEgASgJEh8KF25hbm9fdXNkX3Blcl9ncHVfc2Vjb25kGAIgASgDEjIKDmVmZmVjdGl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghpbl9mb3JjZRgEIAEoCCITChFMaXN0UHJpY2VzUmVxdWVzdCI0ChJMaXN0UHJpY2VzUmVzcG9uc2USHgoGcHJpY2VzGAEgAygLMg4ubmdwdS52MS5QcmljZSJ5Cg9TZXRQcmljZVJlcXVlc3QSEQoJZ3B1X21vZGVsGAEgASgJEh8KF25hbm9fdXNkX3Blcl9ncHVfc2Vjb25kGAIgASgDEjIKDmVmZmVjdGl2ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIxChBTZXRQcmljZVJlc3BvbnNlEh0KBXByaWNlGAEgASgLMg4ubmdwdS52MS5QcmljZSI2Cg9CaWxsaW5nU2V0dGluZ3MSIwobcHJvdmlkZXJfc2hhcmVfYmFzaXNfcG9pbnRzGAEgASgNIhsKGUdldEJpbGxpbmdTZXR0aW5nc1JlcXVlc3QiSAoaR2V0QmlsbGluZ1NldHRpbmdzUmVzcG9uc2USKgoIc2V0dGluZ3MYASABKAsyGC5uZ3B1LnYxLkJpbGxpbmdTZXR0aW5ncyJDChxVcGRhdGVCaWxsaW5nU2V0dGluZ3NSZXF1ZXN0EiMKG3Byb3ZpZGVyX3NoYXJlX2Jhc2lzX3BvaW50cxgBIAEoDSJLCh1VcGRhdGVCaWxsaW5nU2V0dGluZ3NSZXNwb25zZRIqCghzZXR0aW5ncxgBIAEoCzIYLm5ncHUudjEuQmlsbGluZ1NldHRpbmdzKokBChBVc2FnZUdyYW51bGFyaXR5EiEKHVVTQUdFX0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASGgoWVVNBR0VfR1JBTlVMQVJJVFlfSE9VUhABEhkKFVVTQUdFX0dSQU5VTEFSSVRZX0RBWRACEhsKF1VTQUdFX0dSQU5VTEFSSVRZX01PTlRIEAMqmQEKDFVzYWdlR3JvdXBCeRIeChpVU0FHRV9HUk9VUF9CWV9VTlNQRUNJRklFRBAAEhYKElVTQUdFX0dST1VQX0JZX0FQUBABEhwKGFVTQUdFX0dST1VQX0JZX0dQVV9NT0RFTBACEhcKE1VTQUdFX0dST1VQX0JZX05PREUQAxIaChZVU0FHRV9HUk9VUF9CWV9PVVRDT01FEAQqVwoJVXNhZ2VWaWV3EhoKFlVTQUdFX1ZJRVdfVU5TUEVDSUZJRUQQABIXChNVU0FHRV9WSUVXX1BST1ZJREVSEAESFQoRVVNBR0VfVklFV19BVVRIT1IQAjKEBgoMVXNhZ2VTZXJ2aWNlElQKD0dldFVzYWdlU3VtbWFyeRIfLm5ncHUudjEuR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBogLm5ncHUudjEuR2V0VXNhZ2VTdW1tYXJ5UmVzcG9uc2USVwoQTGlzdFVzYWdlUmVjb3JkcxIgLm5ncHUudjEuTGlzdFVzYWdlUmVjb3Jkc1JlcXVlc3QaIS5uZ3B1LnYxLkxpc3RVc2FnZVJlY29yZHNSZXNwb25zZRJfChJFeHBvcnRVc2FnZVJlY29yZHMSIi5uZ3B1LnYxLkV4cG9ydFVzYWdlUmVjb3Jkc1JlcXVlc3QaIy5uZ3B1LnYxLkV4cG9ydFVzYWdlUmVjb3Jkc1Jlc3BvbnNlMAESSAoLR2V0VGFza0Nvc3QSGy5uZ3B1LnYxLkdldFRhc2tDb3N0UmVxdWVzdBocLm5ncHUudjEuR2V0VGFza0Nvc3RSZXNwb25zZRJLCgxFc3RpbWF0ZUNvc3QSHC5uZ3B1LnYxLkVzdGltYXRlQ29zdFJlcXVlc3QaHS5uZ3B1LnYxLkVzdGltYXRlQ29zdFJlc3BvbnNlEkUKCkxpc3RQcmljZXMSGi5uZ3B1LnYxLkxpc3RQcmljZXNSZXF1ZXN0GhsubmdwdS52MS5MaXN0UHJpY2VzUmVzcG9uc2USPwoIU2V0UHJpY2USGC5uZ3B1LnYxLlNldFByaWNlUmVxdWVzdBoZLm5ncHUudjEuU2V0UHJpY2VSZXNwb25zZRJdChJHZXRCaWxsaW5nU2V0dGluZ3MSIi5uZ3B1LnYxLkdldEJpbGxpbmdTZXR0aW5nc1JlcXVlc3QaIy5uZ3B1LnYxLkdldEJpbGxpbmdTZXR0aW5nc1Jlc3BvbnNlEmYKFVVwZGF0ZUJpbGxpbmdTZXR0aW5ncxIlLm5ncHUudjEuVXBkYXRlQmlsbGluZ1NldHRpbmdzUmVxdWVzdBomLm5ncHUudjEuVXBkYXRlQmlsbGluZ1NldHRpbmdzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChNuZ3B1L3YxL3VzYWdlLnByb3RvEgduZ3B1LnYxIosCCgtVc2FnZVRvdGFscxIRCglzdWJtaXR0ZWQYASABKAMSEAoIYXR0ZW1wdHMYAiABKAMSEQoJc3VjY2VlZGVkGAMgASgDEg4KBmZhaWxlZBgEIAEoAxIRCgljYW5jZWxsZWQYBSABKAMSEQoJdGltZWRfb3V0GAYgASgDEgwKBGxvc3QYByABKAMSEAoIcmVsZWFzZWQYCCABKAMSDgoGZ3B1X21zGAkgASgDEhUKDWNvc3RfbmFub191c2QYCiABKAMSFAoMZmVlX25hbm9fdXNkGAsgASgDEhYKDnRvdGFsX25hbm9fdXNkGAwgASgDEhkKEXByb3ZpZGVyX25hbm9fdXNkGA0gASgDIj8KClVzYWdlR3JvdXASCwoDa2V5GAEgASgJEiQKBnRvdGFscxgCIAEoCzIULm5ncHUudjEuVXNhZ2VUb3RhbHMiywEKC1VzYWdlQnVja2V0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsb2NhbF9zdGFydBgDIAEoCRIkCgZ0b3RhbHMYBCABKAsyFC5uZ3B1LnYxLlVzYWdlVG90YWxzEiMKBmdyb3VwcxgFIAMoCzITLm5ncHUudjEuVXNhZ2VHcm91cCKRAgoWR2V0VXNhZ2VTdW1tYXJ5UmVxdWVzdBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGltZV96b25lGAMgASgJEi4KC2dyYW51bGFyaXR5GAQgASgOMhkubmdwdS52MS5Vc2FnZUdyYW51bGFyaXR5EicKCGdyb3VwX2J5GAUgASgOMhUubmdwdS52MS5Vc2FnZUdyb3VwQnkSIAoEdmlldxgGIAEoDjISLm5ncHUudjEuVXNhZ2VWaWV3EgsKA2FwcBgHIAEoCSLXAQoXR2V0VXNhZ2VTdW1tYXJ5UmVzcG9uc2USJQoHYnVja2V0cxgBIAMoCzIULm5ncHUudjEuVXNhZ2VCdWNrZXQSJAoGdG90YWxzGAIgASgLMhQubmdwdS52MS5Vc2FnZVRvdGFscxIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJdGltZV96b25lGAUgASgJIpIECgtVc2FnZVJlY29yZBISCgphdHRlbXB0X2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSFAoMd29ya3NwYWNlX2lkGAMgASgJEg4KBmFwcF9pZBgEIAEoCRIPCgdub2RlX2lkGAUgASgJEhEKCWdwdV9tb2RlbBgGIAEoCRIRCglncHVfY291bnQYByABKA0SDwoHb3V0Y29tZRgIIAEoCRIVCg1zdGFydF90aW1lX21zGAkgASgDEhMKC2VuZF90aW1lX21zGAogASgDEhQKDGV4ZWN1dGlvbl9tcxgLIAEoAxIOCgZncHVfbXMYDCABKAMSIAoTd29ya2VyX2V4ZWN1dGlvbl9tcxgNIAEoA0gAiAEBEicKGmNvbnRyb2xfcGxhbmVfZXhlY3V0aW9uX21zGA4gASgDSAGIAQESHAoPZGlzYWdyZWVtZW50X21zGA8gASgDSAKIAQESJQodcHJpY2VfbmFub191c2RfcGVyX2dwdV9zZWNvbmQYECABKAMSFQoNY29zdF9uYW5vX3VzZBgRIAEoAxIUCgxmZWVfbmFub191c2QYEiABKAMSFgoOdG90YWxfbmFub191c2QYEyABKANCFgoUX3dvcmtlcl9leGVjdXRpb25fbXNCHQobX2NvbnRyb2xfcGxhbmVfZXhlY3V0aW9uX21zQhIKEF9kaXNhZ3JlZW1lbnRfbXMixQEKEVVzYWdlUmVjb3JkRmlsdGVyEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNhcHAYAyABKAkSDwoHbm9kZV9pZBgEIAEoCRIRCglncHVfbW9kZWwYBSABKAkSEAoIb3V0Y29tZXMYBiADKAkSDwoHdGFza19pZBgHIAEoCSJsChdMaXN0VXNhZ2VSZWNvcmRzUmVxdWVzdBIqCgZmaWx0ZXIYASABKAsyGi5uZ3B1LnYxLlVzYWdlUmVjb3JkRmlsdGVyEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIloKGExpc3RVc2FnZVJlY29yZHNSZXNwb25zZRIlCgdyZWNvcmRzGAEgAygLMhQubmdwdS52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRwoZRXhwb3J0VXNhZ2VSZWNvcmRzUmVxdWVzdBIqCgZmaWx0ZXIYASABKAsyGi5uZ3B1LnYxLlVzYWdlUmVjb3JkRmlsdGVyIisKGkV4cG9ydFVzYWdlUmVjb3Jkc1Jlc3BvbnNlEg0KBWNodW5rGAEgASgMIiUKEkdldFRhc2tDb3N0UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIrUCCghUYXNrQ29zdBIPCgd0YXNrX2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCHF1ZXVlX21zGAMgASgDEhUKDWNvbGRfc3RhcnRfbXMYBCABKAMSFAoMZXhlY3V0aW9uX21zGAUgASgDEg4KBmdwdV9tcxgGIAEoAxIVCg1jb3N0X25hbm9fdXNkGAcgASgDEhQKDGZlZV9uYW5vX3VzZBgIIAEoAxIWCg50b3RhbF9uYW5vX3VzZBgJIAEoAxImCghhdHRlbXB0cxgKIAMoCzIULm5ncHUudjEuVXNhZ2VSZWNvcmQSGAoQdW5iaWxsZWRfaGVsZF9tcxgLIAEoAxIzChF1bmJpbGxlZF9hdHRlbXB0cxgMIAMoCzIYLm5ncHUudjEuVW5iaWxsZWRBdHRlbXB0IlgKD1VuYmlsbGVkQXR0ZW1wdBISCgphdHRlbXB0X2lkGAEgASgJEg8KB25vZGVfaWQYAiABKAkSDwoHb3V0Y29tZRgDIAEoCRIPCgdoZWxkX21zGAQgASgDIjYKE0dldFRhc2tDb3N0UmVzcG9uc2USHwoEY29zdBgBIAEoCzIRLm5ncHUudjEuVGFza0Nvc3QilgEKE0VzdGltYXRlQ29zdFJlcXVlc3QSEQoJZ3B1X21vZGVsGAEgASgJEhEKCWdwdV9jb3VudBgCIAEoDRIdChVleGVjdXRpb25fbXNfcGVyX3Rhc2sYAyABKAMSFwoPdGFza3NfcGVyX21vbnRoGAQgASgDEiEKGXJlc2VydmVkX21vbnRobHlfbmFub191c2QYBSABKAMi5AEKFEVzdGltYXRlQ29zdFJlc3BvbnNlEiUKHXByaWNlX25hbm9fdXNkX3Blcl9ncHVfc2Vjb25kGAEgASgDEh4KFmNvc3RfcGVyX3Rhc2tfbmFub191c2QYAiABKAMSJAoccGF5X3Blcl91c2VfbW9udGhseV9uYW5vX3VzZBgDIAEoAxIhChlyZXNlcnZlZF9tb250aGx5X25hbm9fdXNkGAQgASgDEiIKGmJyZWFrX2V2ZW5fdGFza3NfcGVyX21vbnRoGAUgASgDEhgKEHNhdmluZ3NfbmFub191c2QYBiABKAMigQEKBVByaWNlEhEKCWdwdV9tb2RlbBgBIAEoCRIfChduYW5vX3VzZF9wZXJfZ3B1X3NlY29uZBgCIAEoAxIyCg5lZmZlY3RpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIaW5fZm9yY2UYBCABKAgiEwoRTGlzdFByaWNlc1JlcXVlc3QiNAoSTGlzdFByaWNlc1Jlc3BvbnNlEh4KBnByaWNlcxgBIAMoCzIOLm5ncHUudjEuUHJpY2UieQoPU2V0UHJpY2VSZXF1ZXN0EhEKCWdwdV9tb2RlbBgBIAEoCRIfChduYW5vX3VzZF9wZXJfZ3B1X3NlY29uZBgCIAEoAxIyCg5lZmZlY3RpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMQoQU2V0UHJpY2VSZXNwb25zZRIdCgVwcmljZRgBIAEoCzIOLm5ncHUudjEuUHJpY2UiNgoPQmlsbGluZ1NldHRpbmdzEiMKG3Byb3ZpZGVyX3NoYXJlX2Jhc2lzX3BvaW50cxgBIAEoDSIbChlHZXRCaWxsaW5nU2V0dGluZ3NSZXF1ZXN0IkgKGkdldEJpbGxpbmdTZXR0aW5nc1Jlc3BvbnNlEioKCHNldHRpbmdzGAEgASgLMhgubmdwdS52MS5CaWxsaW5nU2V0dGluZ3MiQwocVXBkYXRlQmlsbGluZ1NldHRpbmdzUmVxdWVzdBIjChtwcm92aWRlcl9zaGFyZV9iYXNpc19wb2ludHMYASABKA0iSwodVXBkYXRlQmlsbGluZ1NldHRpbmdzUmVzcG9uc2USKgoIc2V0dGluZ3MYASABKAsyGC5uZ3B1LnYxLkJpbGxpbmdTZXR0aW5ncyqJAQoQVXNhZ2VHcmFudWxhcml0eRIhCh1VU0FHRV9HUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhoKFlVTQUdFX0dSQU5VTEFSSVRZX0hPVVIQARIZChVVU0FHRV9HUkFOVUxBUklUWV9EQVkQAhIbChdVU0FHRV9HUkFOVUxBUklUWV9NT05USBADKpkBCgxVc2FnZUdyb3VwQnkSHgoaVVNBR0VfR1JPVVBfQllfVU5TUEVDSUZJRUQQABIWChJVU0FHRV9HUk9VUF9CWV9BUFAQARIcChhVU0FHRV9HUk9VUF9CWV9HUFVfTU9ERUwQAhIXChNVU0FHRV9HUk9VUF9CWV9OT0RFEAMSGgoWVVNBR0VfR1JPVVBfQllfT1VUQ09NRRAEKlcKCVVzYWdlVmlldxIaChZVU0FHRV9WSUVXX1VOU1BFQ0lGSUVEEAASFwoTVVNBR0VfVklFV19QUk9WSURFUhABEhUKEVVTQUdFX1ZJRVdfQVVUSE9SEAIyhAYKDFVzYWdlU2VydmljZRJUCg9HZXRVc2FnZVN1bW1hcnkSHy5uZ3B1LnYxLkdldFVzYWdlU3VtbWFyeVJlcXVlc3QaIC5uZ3B1LnYxLkdldFVzYWdlU3VtbWFyeVJlc3BvbnNlElcKEExpc3RVc2FnZVJlY29yZHMSIC5uZ3B1LnYxLkxpc3RVc2FnZVJlY29yZHNSZXF1ZXN0GiEubmdwdS52MS5MaXN0VXNhZ2VSZWNvcmRzUmVzcG9uc2USXwoSRXhwb3J0VXNhZ2VSZWNvcmRzEiIubmdwdS52MS5FeHBvcnRVc2FnZVJlY29yZHNSZXF1ZXN0GiMubmdwdS52MS5FeHBvcnRVc2FnZVJlY29yZHNSZXNwb25zZTABEkgKC0dldFRhc2tDb3N0EhsubmdwdS52MS5HZXRUYXNrQ29zdFJlcXVlc3QaHC5uZ3B1LnYxLkdldFRhc2tDb3N0UmVzcG9uc2USSwoMRXN0aW1hdGVDb3N0EhwubmdwdS52MS5Fc3RpbWF0ZUNvc3RSZXF1ZXN0Gh0ubmdwdS52MS5Fc3RpbWF0ZUNvc3RSZXNwb25zZRJFCgpMaXN0UHJpY2VzEhoubmdwdS52MS5MaXN0UHJpY2VzUmVxdWVzdBobLm5ncHUudjEuTGlzdFByaWNlc1Jlc3BvbnNlEj8KCFNldFByaWNlEhgubmdwdS52MS5TZXRQcmljZVJlcXVlc3QaGS5uZ3B1LnYxLlNldFByaWNlUmVzcG9uc2USXQoSR2V0QmlsbGluZ1NldHRpbmdzEiIubmdwdS52MS5HZXRCaWxsaW5nU2V0dGluZ3NSZXF1ZXN0GiMubmdwdS52MS5HZXRCaWxsaW5nU2V0dGluZ3NSZXNwb25zZRJmChVVcGRhdGVCaWxsaW5nU2V0dGluZ3MSJS5uZ3B1LnYxLlVwZGF0ZUJpbGxpbmdTZXR0aW5nc1JlcXVlc3QaJi5uZ3B1LnYxLlVwZGF0ZUJpbGxpbmdTZXR0aW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Counts and sums over a set of usage records.
@@ -572,7 +572,8 @@ export type TaskCost = Message<"ngpu.v1.TaskCost"> & {
   state: string;
 
   /**
-   * Waiting for a GPU (not billed).
+   * Waiting in the queue for a GPU (not billed): before the first attempt and between attempts,
+   * never while an attempt held GPUs.
    *
    * @generated from field: int64 queue_ms = 3;
    */
@@ -618,6 +619,19 @@ export type TaskCost = Message<"ngpu.v1.TaskCost"> & {
    * @generated from field: repeated ngpu.v1.UsageRecord attempts = 10;
    */
   attempts: UsageRecord[];
+
+  /**
+   * Time held by attempts that ended LOST or RELEASED (lost with their node, or handed back):
+   * neither queue time nor billed.
+   *
+   * @generated from field: int64 unbilled_held_ms = 11;
+   */
+  unbilledHeldMs: bigint;
+
+  /**
+   * @generated from field: repeated ngpu.v1.UnbilledAttempt unbilled_attempts = 12;
+   */
+  unbilledAttempts: UnbilledAttempt[];
 };
 
 /**
@@ -626,6 +640,42 @@ export type TaskCost = Message<"ngpu.v1.TaskCost"> & {
  */
 export const TaskCostSchema: GenMessage<TaskCost> = /*@__PURE__*/
   messageDesc(file_ngpu_v1_usage, 12);
+
+/**
+ * An attempt that held GPUs without being billed, and for how long (given GPUs → ended).
+ *
+ * @generated from message ngpu.v1.UnbilledAttempt
+ */
+export type UnbilledAttempt = Message<"ngpu.v1.UnbilledAttempt"> & {
+  /**
+   * @generated from field: string attempt_id = 1;
+   */
+  attemptId: string;
+
+  /**
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * LOST or RELEASED.
+   *
+   * @generated from field: string outcome = 3;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: int64 held_ms = 4;
+   */
+  heldMs: bigint;
+};
+
+/**
+ * Describes the message ngpu.v1.UnbilledAttempt.
+ * Use `create(UnbilledAttemptSchema)` to create a new message.
+ */
+export const UnbilledAttemptSchema: GenMessage<UnbilledAttempt> = /*@__PURE__*/
+  messageDesc(file_ngpu_v1_usage, 13);
 
 /**
  * @generated from message ngpu.v1.GetTaskCostResponse
@@ -642,7 +692,7 @@ export type GetTaskCostResponse = Message<"ngpu.v1.GetTaskCostResponse"> & {
  * Use `create(GetTaskCostResponseSchema)` to create a new message.
  */
 export const GetTaskCostResponseSchema: GenMessage<GetTaskCostResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 13);
+  messageDesc(file_ngpu_v1_usage, 14);
 
 /**
  * @generated from message ngpu.v1.EstimateCostRequest
@@ -687,7 +737,7 @@ export type EstimateCostRequest = Message<"ngpu.v1.EstimateCostRequest"> & {
  * Use `create(EstimateCostRequestSchema)` to create a new message.
  */
 export const EstimateCostRequestSchema: GenMessage<EstimateCostRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 14);
+  messageDesc(file_ngpu_v1_usage, 15);
 
 /**
  * @generated from message ngpu.v1.EstimateCostResponse
@@ -733,7 +783,7 @@ export type EstimateCostResponse = Message<"ngpu.v1.EstimateCostResponse"> & {
  * Use `create(EstimateCostResponseSchema)` to create a new message.
  */
 export const EstimateCostResponseSchema: GenMessage<EstimateCostResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 15);
+  messageDesc(file_ngpu_v1_usage, 16);
 
 /**
  * @generated from message ngpu.v1.Price
@@ -767,7 +817,7 @@ export type Price = Message<"ngpu.v1.Price"> & {
  * Use `create(PriceSchema)` to create a new message.
  */
 export const PriceSchema: GenMessage<Price> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 16);
+  messageDesc(file_ngpu_v1_usage, 17);
 
 /**
  * @generated from message ngpu.v1.ListPricesRequest
@@ -780,7 +830,7 @@ export type ListPricesRequest = Message<"ngpu.v1.ListPricesRequest"> & {
  * Use `create(ListPricesRequestSchema)` to create a new message.
  */
 export const ListPricesRequestSchema: GenMessage<ListPricesRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 17);
+  messageDesc(file_ngpu_v1_usage, 18);
 
 /**
  * @generated from message ngpu.v1.ListPricesResponse
@@ -799,7 +849,7 @@ export type ListPricesResponse = Message<"ngpu.v1.ListPricesResponse"> & {
  * Use `create(ListPricesResponseSchema)` to create a new message.
  */
 export const ListPricesResponseSchema: GenMessage<ListPricesResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 18);
+  messageDesc(file_ngpu_v1_usage, 19);
 
 /**
  * @generated from message ngpu.v1.SetPriceRequest
@@ -828,7 +878,7 @@ export type SetPriceRequest = Message<"ngpu.v1.SetPriceRequest"> & {
  * Use `create(SetPriceRequestSchema)` to create a new message.
  */
 export const SetPriceRequestSchema: GenMessage<SetPriceRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 19);
+  messageDesc(file_ngpu_v1_usage, 20);
 
 /**
  * @generated from message ngpu.v1.SetPriceResponse
@@ -845,7 +895,7 @@ export type SetPriceResponse = Message<"ngpu.v1.SetPriceResponse"> & {
  * Use `create(SetPriceResponseSchema)` to create a new message.
  */
 export const SetPriceResponseSchema: GenMessage<SetPriceResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 20);
+  messageDesc(file_ngpu_v1_usage, 21);
 
 /**
  * @generated from message ngpu.v1.BillingSettings
@@ -864,7 +914,7 @@ export type BillingSettings = Message<"ngpu.v1.BillingSettings"> & {
  * Use `create(BillingSettingsSchema)` to create a new message.
  */
 export const BillingSettingsSchema: GenMessage<BillingSettings> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 21);
+  messageDesc(file_ngpu_v1_usage, 22);
 
 /**
  * @generated from message ngpu.v1.GetBillingSettingsRequest
@@ -877,7 +927,7 @@ export type GetBillingSettingsRequest = Message<"ngpu.v1.GetBillingSettingsReque
  * Use `create(GetBillingSettingsRequestSchema)` to create a new message.
  */
 export const GetBillingSettingsRequestSchema: GenMessage<GetBillingSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 22);
+  messageDesc(file_ngpu_v1_usage, 23);
 
 /**
  * @generated from message ngpu.v1.GetBillingSettingsResponse
@@ -894,7 +944,7 @@ export type GetBillingSettingsResponse = Message<"ngpu.v1.GetBillingSettingsResp
  * Use `create(GetBillingSettingsResponseSchema)` to create a new message.
  */
 export const GetBillingSettingsResponseSchema: GenMessage<GetBillingSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 23);
+  messageDesc(file_ngpu_v1_usage, 24);
 
 /**
  * @generated from message ngpu.v1.UpdateBillingSettingsRequest
@@ -913,7 +963,7 @@ export type UpdateBillingSettingsRequest = Message<"ngpu.v1.UpdateBillingSetting
  * Use `create(UpdateBillingSettingsRequestSchema)` to create a new message.
  */
 export const UpdateBillingSettingsRequestSchema: GenMessage<UpdateBillingSettingsRequest> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 24);
+  messageDesc(file_ngpu_v1_usage, 25);
 
 /**
  * @generated from message ngpu.v1.UpdateBillingSettingsResponse
@@ -930,7 +980,7 @@ export type UpdateBillingSettingsResponse = Message<"ngpu.v1.UpdateBillingSettin
  * Use `create(UpdateBillingSettingsResponseSchema)` to create a new message.
  */
 export const UpdateBillingSettingsResponseSchema: GenMessage<UpdateBillingSettingsResponse> = /*@__PURE__*/
-  messageDesc(file_ngpu_v1_usage, 25);
+  messageDesc(file_ngpu_v1_usage, 26);
 
 /**
  * @generated from enum ngpu.v1.UsageGranularity
