@@ -4,7 +4,7 @@ import { ApiKeySchema, KeyScope, type ApiKey } from "../../sdk/index.js";
 import { messageJson, println, printJson, wantsJson, type CliContext } from "../context.js";
 import { UsageError } from "../errors.js";
 import { formatAge, formatTable, formatTime } from "../format.js";
-import { parseExpiry } from "../parse.js";
+import { parseExpiry, parseInteger } from "../parse.js";
 import { collect } from "./options.js";
 
 const SCOPE_NAMES = ["full", "invoke", "read-only", "widget"] as const;
@@ -77,5 +77,24 @@ export function registerKeyCommands(program: Command, ctx: CliContext): void {
       const key = await ctx.client(command).keys.revoke(id, { signal: ctx.signal });
       if (wantsJson(command)) printJson(ctx, messageJson(ApiKeySchema, key));
       else println(ctx.stdout, `key ${key.id} revoked`);
+    });
+
+  keys
+    .command("enrollment-token")
+    .description("create an enrollment token admitting new workers, through the API (operator key); prints it once")
+    .option("--name <name>", "a name for the record", "")
+    .option("--uses <n>", "how many new workers it admits", "1")
+    .option("--expires <when>", "a duration from now (24h) or an ISO time; default never")
+    .action(async (flags: { name: string; uses: string; expires?: string }, command: Command) => {
+      const maxUses = parseInteger("--uses", flags.uses, { min: 1, max: 10_000 });
+      const created = await ctx.client(command).keys.createEnrollmentToken(
+        { name: flags.name, maxUses, ...(flags.expires ? { expiresAt: parseExpiry("--expires", flags.expires) } : {}) },
+        { signal: ctx.signal },
+      );
+      if (wantsJson(command)) printJson(ctx, created);
+      else {
+        println(ctx.stdout, created.token);
+        println(ctx.stderr, `enrollment token ${created.tokenId} (${maxUses} use${maxUses === 1 ? "" : "s"}): keep it now, it cannot be shown again`);
+      }
     });
 }

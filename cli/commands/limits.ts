@@ -19,7 +19,7 @@ export function registerLimitCommands(program: Command, ctx: CliContext): void {
       const none = (n: number | bigint | undefined, text: string) => (!n ? "none" : text);
       println(ctx.stdout, `concurrent tasks:   ${res.unfinishedTasks} unfinished, limit ${none(l?.maxConcurrentTasks, String(l?.maxConcurrentTasks))}`);
       println(ctx.stdout, `submits per minute: limit ${none(l?.maxSubmitsPerMinute, String(l?.maxSubmitsPerMinute))}`);
-      println(ctx.stdout, `spend this month:   ${formatUsd(res.monthSpendNanoUsd)} of ${none(l?.monthlySpendCapNanoUsd, formatUsd(l?.monthlySpendCapNanoUsd ?? 0n))} (UTC month)`);
+      println(ctx.stdout, `spend this month:   ${formatUsd(res.monthSpendNanoUsd)} USD of ${none(l?.monthlySpendCapNanoUsd, formatUsd(l?.monthlySpendCapNanoUsd ?? 0n))} (UTC month)`);
     });
 
   limits
@@ -37,6 +37,6 @@ export function registerLimitCommands(program: Command, ctx: CliContext): void {
         },
         { signal: ctx.signal },
       );
-      println(ctx.stdout, `limits set: concurrent ${set.maxConcurrentTasks || "none"}, submits/min ${set.maxSubmitsPerMinute || "none"}, monthly cap ${set.monthlySpendCapNanoUsd ? formatUsd(set.monthlySpendCapNanoUsd) : "none"}`);
+      println(ctx.stdout, `limits set: concurrent ${set.maxConcurrentTasks || "none"}, submits/min ${set.maxSubmitsPerMinute || "none"}, monthly cap ${set.monthlySpendCapNanoUsd ? `${formatUsd(set.monthlySpendCapNanoUsd)} USD` : "none"}`);
     });
 }

@@ -149,7 +149,7 @@ export function registerServerCommands(program: Command): void {
     .option("--provider <workspace-id>", "the workspace paid for these workers' GPU time (default: the operator)")
     .action(async (opts: { name: string; uses: string; expires?: string; provider?: string }) => {
       const url = process.env.DATABASE_URL;
-      if (!url) throw new CliError("DATABASE_URL is not set", ExitCode.USAGE);
+      if (!url) throw new CliError("DATABASE_URL is not set: admin commands work on the database directly (with an operator API key, e.g. against npm start, use: ngpu keys enrollment-token)", ExitCode.USAGE);
       const maxUses = parseInteger("--uses", opts.uses, { min: 1, max: 10_000 });
       const expiresAt = opts.expires ? parseExpiry("--expires", opts.expires) : undefined;
       const db = await openDatabase({ kind: "postgres", url, poolSize: 1 });

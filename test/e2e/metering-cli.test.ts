@@ -99,4 +99,11 @@ describe("metering: CLI", () => {
     const list = await ngpu(["prices", "list"]);
     expect(list.stdout).toMatch(/NVIDIA Test CLI\s+0\.0005\b/);
   });
+
+  it("makes an enrollment token through the API with the operator's key (no DATABASE_URL needed)", async () => {
+    const r = await ngpu(["keys", "enrollment-token", "--uses", "2", "--expires", "24h"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^enr_\S+$/);
+    expect(r.stderr).toContain("2 uses");
+  });
 });
