@@ -1,44 +1,21 @@
 // Runs the real `ngpu` CLI as a child process against the in-process fake network.
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { TaskState } from "../../sdk/index.js";
 import { startFakeNetwork, type FakeNetwork } from "../sdk/fake-network.js";
+import { type CliResult, runCli } from "../helpers/cli.js";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let network: FakeNetwork;
 let dataDir: string;
 
-/** The environment of a child: ours without any NGPU_ variable, plus `extra`. */
-function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("NGPU_")));
-  return { ...env, NGPU_DATA_DIR: dataDir, ...extra };
-}
 
 function ngpu(args: string[], options: { auth?: boolean; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const auth = options.auth === false ? [] : ["--url", network.url, "--api-key", network.apiKey];
-  const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", ...auth, ...args], {
-    cwd: repoRoot,
-    env: childEnv(options.env ?? {}),
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  return runCli(args, {
+    ...(options.auth === false ? {} : { connection: network }),
+    env: { NGPU_DATA_DIR: dataDir, ...options.env },
   });
 }
 

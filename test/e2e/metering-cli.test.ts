@@ -1,10 +1,8 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
 import { recordInBatches, seedApp, seedEndedAttempts, seedNode } from "../helpers/usage-fixtures.js";
+import { type CliResult, runCli } from "../helpers/cli.js";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 /** `ngpu usage …` and `ngpu prices …` as a user runs them, against a real control plane. */
 describe("metering: CLI", () => {
@@ -28,18 +26,7 @@ describe("metering: CLI", () => {
     await net?.close();
   });
 
-  function ngpu(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NGPU_")));
-    const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "--url", net.url, "--api-key", net.apiKey, ...args], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    return new Promise((resolve, reject) => {
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
-  }
+  const ngpu = (args: string[]) => runCli(args, { connection: net });
 
   it("estimates the brief's example", async () => {
     const r = await ngpu(["usage", "estimate", "--gpu", "NVIDIA GeForce RTX 3090", "--seconds", "10", "--tasks", "3000", "--reserved-monthly-usd", "272.88"]);

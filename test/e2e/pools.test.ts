@@ -1,5 +1,3 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PoolMemberState, type PoolStatus } from "../../gen/ngpu/v1/pool_pb.js";
 import { TaskState } from "../../gen/ngpu/v1/task_pb.js";
@@ -8,6 +6,7 @@ import type { Worker } from "../../worker/worker.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
 import { builtin, client } from "../helpers/sdk.js";
 import { eventually, startTestWorker } from "../helpers/workers.js";
+import { runCli } from "../helpers/cli.js";
 
 /** Elastic pools end to end: real control plane, Postgres, NATS and in-process workers. */
 describe("app pools", () => {
@@ -195,18 +194,7 @@ describe("app pools", () => {
     }
   });
   it("shows and sets a pool from the CLI, and lists its scaling decisions", async () => {
-    const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-    const cli = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NGPU_")));
-        const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "--url", net.url, "--api-key", net.apiKey, ...args], { cwd: repoRoot, env });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-        child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+    const cli = (args: string[]) => runCli(args, { connection: net });
     await ngpu.apps.deploy({ name: "cli-pool", runtime: builtin("echo"), gpu: { count: 1 } });
     const set = await cli(["apps", "pool", "cli-pool", "--min", "1", "--max", "2", "--queue-delay", "1s", "--idle-timeout", "1s"]);
     expect(set.code).toBe(0);

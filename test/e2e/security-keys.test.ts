@@ -1,5 +1,3 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiKey } from "../../control-plane/db/credentials.js";
 import { resolveKeyAppIds } from "../../control-plane/db/migrations/security.js";
@@ -8,8 +6,8 @@ import { Code, ConnectError, KeyScope, type NgpuClient, TaskState } from "../../
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
 import { builtin, client } from "../helpers/sdk.js";
 import { eventually } from "../helpers/workers.js";
+import { runCli } from "../helpers/cli.js";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The ConnectError a call fails with (fails the test if it succeeds). */
 async function failure(call: Promise<unknown> | (() => Promise<unknown>)): Promise<ConnectError> {
@@ -256,20 +254,7 @@ describe("security: API keys (scopes, expiry, revocation on every replica)", () 
   });
 
   it("ngpu keys create / list / revoke", async () => {
-    const run = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "--url", net.url, "--api-key", net.apiKey, ...args], {
-          cwd: repoRoot,
-          env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NGPU_"))) },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-        child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (args: string[]) => runCli(args, { connection: net });
     const created = await run(["--json", "keys", "create", "--name", "from-cli", "--scope", "invoke", "--app", "echo", "--expires", "30d"]);
     expect(created.code, created.stderr).toBe(0);
     const { key, secret } = JSON.parse(created.stdout) as { key: { id: string; scope: string; apps: string[]; expireTime: string }; secret: string };

@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Outcome } from "../../gen/ngpu/v1/worker_pb.js";
@@ -12,8 +10,8 @@ import { startFakeWorker } from "../helpers/fake-worker.js";
 import { startTestNetwork, type TestNetwork } from "../helpers/network.js";
 import { builtin, client } from "../helpers/sdk.js";
 import { eventually, startTestWorker } from "../helpers/workers.js";
+import { runCli } from "../helpers/cli.js";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 describe("security: verifiable usage receipts", () => {
   let net: TestNetwork;
@@ -136,20 +134,7 @@ describe("security: verifiable usage receipts", () => {
   it("ngpu usage verify checks them, also offline from an exported file", async () => {
     await settled();
     const file = join(dir, "receipts.json");
-    const run = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], {
-          cwd: repoRoot,
-          env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("NGPU_"))),
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-        child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-        child.on("error", reject);
-        child.on("close", (code) => resolve({ code, stdout, stderr }));
-      });
+    const run = (args: string[]) => runCli(args);
     const online = await run(["--url", net.url, "--api-key", net.apiKey, "usage", "verify", "--export", file]);
     expect(online.stdout, online.stderr).toMatch(/^ok: \d+ receipts verify/m);
     expect(online.code).toBe(0);
