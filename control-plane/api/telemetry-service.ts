@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { type GpuTelemetrySeries, GpuTelemetrySeriesSchema, TelemetryService } from "../../gen/ngpu/v1/telemetry_pb.js";
 import type { Db } from "../db/database.js";
@@ -8,7 +8,7 @@ import { getTask } from "../db/tasks.js";
 import { invalidArgument, notFound } from "../errors.js";
 import type { TelemetryHistory } from "../monitor/telemetry-history.js";
 import { type Authenticate, requireApp, requireNotWidget } from "./auth.js";
-import { requireString } from "./validate.js";
+import { checkTimestamp, requireString } from "./validate.js";
 
 export interface TelemetryServiceDeps {
   readonly db: Db;
@@ -89,8 +89,8 @@ export function createTelemetryService(deps: TelemetryServiceDeps): ServiceImpl<
       const nodeId = requireString("node_id", req.nodeId, 64);
       const points = maxPoints(req.maxPoints);
       if (!req.startTime) throw invalidArgument("start_time", "is required");
-      const start = timestampDate(req.startTime);
-      const end = req.endTime ? timestampDate(req.endTime) : new Date();
+      const start = checkTimestamp("start_time", req.startTime);
+      const end = req.endTime ? checkTimestamp("end_time", req.endTime) : new Date();
       if (end <= start) throw invalidArgument("end_time", "must be after start_time");
       if (end.getTime() - start.getTime() > MAX_RANGE_MS) throw invalidArgument("end_time", "the range is at most 31 days");
       const node = await db.selectFrom("nodes").select("id").where("id", "=", nodeId).executeTakeFirst();

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   type ExportUsageRecordsResponse,
@@ -24,7 +24,7 @@ import { checkRange, checkTimeZone, type Granularity, isUnknownZoneError, localT
 import { type Authenticate, requireOperator, requireWorkspaceRead, usageApps } from "./auth.js";
 import { priceToProto, usageRecordToProto, usageTotalsToProto } from "./convert.js";
 import { taskTimes } from "../metering/task-times.js";
-import { checkPageSize, decodePageToken, encodePageToken, requireString } from "./validate.js";
+import { checkPageSize, checkTimestamp, decodePageToken, encodePageToken, requireString } from "./validate.js";
 
 export interface UsageServiceDeps {
   readonly db: Db;
@@ -226,7 +226,7 @@ export function createUsageService(deps: UsageServiceDeps): ServiceImpl<typeof U
       }
       let from: Date | "now" = "now";
       if (req.effectiveTime) {
-        from = timestampDate(req.effectiveTime);
+        from = checkTimestamp("effective_time", req.effectiveTime);
         if (from.getTime() < Date.now()) throw invalidArgument("effective_time", "must not be in the past: recorded usage keeps the price it was billed at");
       }
       return { price: priceToProto(await setPrice(db, model, Number(req.nanoUsdPerGpuSecond), from)) };

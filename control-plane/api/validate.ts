@@ -1,4 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../errors.js";
 
 /** Largest task input, as JSON text. Bigger inputs belong in object storage, passed by URL. */
@@ -129,4 +130,20 @@ export function checkHttpUrl(field: string, value: string): string {
   if (url.protocol !== "http:" && url.protocol !== "https:") throw invalidArgument(field, "must be an http:// or https:// URL");
   if (url.username || url.password) throw invalidArgument(field, "must not carry a user name or password");
   return url.toString();
+}
+
+const EARLIEST_MS = Date.UTC(2000, 0, 1);
+const LATEST_MS = Date.UTC(2200, 0, 1);
+
+/**
+ * A timestamp from a request as a Date. Protobuf allows seconds far outside what
+ * a Date or Postgres holds (they would become an Invalid Date and fail deep in a
+ * query), so anything outside 2000-01-01 … 2200-01-01, or with nanos out of range,
+ * is refused here, naming the field.
+ */
+export function checkTimestamp(field: string, value: Timestamp): Date {
+  if (value.nanos < 0 || value.nanos > 999_999_999) throw invalidArgument(field, "nanos must be 0..999999999");
+  const ms = Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < EARLIEST_MS || ms >= LATEST_MS) throw invalidArgument(field, "must be between 2000-01-01 and 2200-01-01");
+  return new Date(ms);
 }

@@ -1,5 +1,5 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { checkTimestamp } from "../api/validate.js";
 import { invalidArgument } from "../errors.js";
 
 /** How summaries cut time: local hours, days or months of a time zone. */
@@ -15,10 +15,6 @@ export const MAX_RANGE_DAYS: Readonly<Record<Granularity, number>> = { hour: 31,
 
 /** Longest range of usage records one list or export may cover. */
 export const MAX_RECORD_RANGE_DAYS = 366;
-
-// Beyond these, a timestamp is a mistake rather than a query (and Postgres dates have limits).
-const EARLIEST_MS = Date.UTC(2000, 0, 1);
-const LATEST_MS = Date.UTC(2200, 0, 1);
 
 const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+\-]*(?:\/[A-Za-z0-9_+\-]+)*$/;
 
@@ -52,18 +48,13 @@ export function checkRange(
 ): { start: Date; end: Date } {
   if (!start) throw invalidArgument(fields.start, "is required");
   if (!end) throw invalidArgument(fields.end, "is required");
-  const from = checkInstant(fields.start, start);
-  const to = checkInstant(fields.end, end);
+  const from = checkTimestamp(fields.start, start);
+  const to = checkTimestamp(fields.end, end);
   if (to.getTime() <= from.getTime()) throw invalidArgument(fields.end, `must be after ${fields.start} (the range is inverted or empty)`);
   if (to.getTime() - from.getTime() > maxDays * DAY_MS) throw invalidArgument(fields.end, `the range is too large: at most ${maxDays} days here`);
   return { start: from, end: to };
 }
 
-function checkInstant(field: string, ts: Timestamp): Date {
-  const ms = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6);
-  if (!Number.isFinite(ms) || ms < EARLIEST_MS || ms >= LATEST_MS) throw invalidArgument(field, "must be between 2000-01-01 and 2200-01-01");
-  return timestampDate(ts);
-}
 
 /** "2026-03-08T03:00:00-04:00": an instant as wall time at a UTC offset. */
 export function localTime(instant: Date, offsetMinutes: number): string {

@@ -190,6 +190,8 @@ describe("metering: usage API", () => {
     await rejects(ngpu.usage.estimate({ gpuModel: "NVIDIA Unknown 9000", executionMsPerTask: 10_000, tasksPerMonth: 3000 }), "gpu_model");
     await rejects(ngpu.usage.estimate({ gpuModel: "NVIDIA GeForce RTX 3090", executionMsPerTask: 0, tasksPerMonth: 3000 }), "execution_ms_per_task");
     await rejects(ngpu.usage.setPrice({ gpuModel: "NVIDIA GeForce RTX 3090", nanoUsdPerGpuSecond: 1, effectiveTime: new Date("2020-01-01T00:00:00Z") }), "effective_time");
+    // Far outside what Postgres and a Date hold comfortably (the fuzz test found INTERNAL here).
+    await rejects(ngpu.usage.setPrice({ gpuModel: "NVIDIA GeForce RTX 3090", nanoUsdPerGpuSecond: 1, effectiveTime: new Date("9999-01-01T00:00:00Z") }), "effective_time");
   });
 
   it("never shows a workspace another's usage", async () => {

@@ -80,6 +80,7 @@ describe("GPU telemetry history", () => {
     expect(await code(ngpu.telemetry.node(nodeId, { start, maxPoints: 1 }))).toEqual({ code: Code.InvalidArgument, message: "max_points: must be 0 or between 2 and 2000" });
     expect(await code(ngpu.telemetry.node(nodeId, { start, end: new Date(start.getTime() - 1) }))).toEqual({ code: Code.InvalidArgument, message: "end_time: must be after start_time" });
     expect(await code(ngpu.telemetry.node(nodeId, { start: new Date(Date.now() - 40 * 86400_000) }))).toEqual({ code: Code.InvalidArgument, message: "end_time: the range is at most 31 days" });
+    expect(await code(ngpu.telemetry.node(nodeId, { start: new Date(0) }))).toEqual({ code: Code.InvalidArgument, message: "start_time: must be between 2000-01-01 and 2200-01-01" });
     expect((await code(ngpu.telemetry.node("node_nope", { start })))?.code).toBe(Code.NotFound);
   });
 });
