@@ -1,4 +1,7 @@
 // Pieces several parts share: the echo app, the SDK client, worker processes.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createNgpuClient, type NgpuClient } from "../sdk/index.js";
 import { type Child, forkChild } from "./children.js";
 import { pidCpuTicks, ticksToSeconds } from "./cpu.js";
@@ -27,7 +30,13 @@ export interface WorkerProcess {
 
 /** Starts `count` workers with `gpuSpec` in one child process and waits until they joined. */
 export async function startWorkerProcess(scope: Scope, net: BenchNetwork, count: number, gpuSpec: string, name: string, maxSeconds: number): Promise<WorkerProcess> {
-  const child = forkChild<ToWorkers, FromWorkers>(scope, "worker-process.ts", [net.url, net.enrollmentToken, String(count), gpuSpec, name, String(maxSeconds)]);
+  // The workers' data dirs live under one folder the bench removes itself: a child that is
+  // killed (rather than stopped) cannot clean up after its workers.
+  const dataRoot = mkdtempSync(join(tmpdir(), "ngpu-bench-workers-"));
+  scope.defer(`remove ${dataRoot}`, () => rmSync(dataRoot, { recursive: true, force: true }));
+  const child = forkChild<ToWorkers, FromWorkers>(scope, "worker-process.ts", [net.url, net.enrollmentToken, String(count), gpuSpec, name, String(maxSeconds)], {
+    NGPU_BENCH_WORKER_DATA_ROOT: dataRoot,
+  });
   const m = await child.next((x): x is Extract<FromWorkers, { type: "ready" | "failed" }> => x.type === "ready" || x.type === "failed", 120_000, "workers ready");
   if (m.type === "failed") throw new Error(`worker process failed: ${m.error}`);
   return { child, nodeIds: m.nodeIds, startMs: m.startMs };

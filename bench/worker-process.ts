@@ -43,7 +43,7 @@ try {
   const t0 = performance.now();
   const count = Math.max(1, Math.min(200, Number(countText)));
   for (let i = 0; i < count; i++) {
-    const dataDir = mkdtempSync(join(tmpdir(), "ngpu-bench-worker-"));
+    const dataDir = mkdtempSync(join(process.env.NGPU_BENCH_WORKER_DATA_ROOT ?? tmpdir(), "ngpu-bench-worker-"));
     dataDirs.push(dataDir);
     workers.push(
       await startWorker(
