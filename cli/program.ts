@@ -10,6 +10,7 @@ import { registerSubmitCommand } from "./commands/submit.js";
 import { registerTaskCommands } from "./commands/tasks.js";
 import { registerUsageCommands } from "./commands/usage.js";
 import { registerWebhookCommands } from "./commands/webhooks.js";
+import { untrustedCertificateCode } from "../worker/session/tls-options.js";
 
 /** Version the CLI reports with --version. */
 export const CLI_VERSION = "0.1.0";
@@ -46,25 +47,6 @@ function codeText(code: Code): string {
   return (Code[code] ?? `code ${code}`).replace(/(?<=[a-z])([A-Z])/g, " $1").toLowerCase();
 }
 
-/** Node's codes for a server certificate this process does not trust. */
-const UNTRUSTED_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_UNTRUSTED",
-]);
-
-/** The `code` of an error or of any error in its cause chain that is one of `codes`. */
-function causeCode(err: unknown, codes: ReadonlySet<string>): string | undefined {
-  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && codes.has(code)) return code;
-  }
-  return undefined;
-}
-
 /**
  * True for an error the client raised before sending: Connect reports a request it cannot encode
  * (e.g. a number beyond its int32 field) as Internal, but the fault is in the input, not the server.
@@ -92,7 +74,7 @@ export function reportError(ctx: CliContext, err: unknown): number {
     println(ctx.stderr, `error: a value is out of range for the request: ${err.rawMessage.replace(/^serialize (binary|JSON): /, "")}`);
     return ExitCode.USAGE;
   }
-  const certificate = causeCode(err, UNTRUSTED_CERTIFICATE_CODES);
+  const certificate = untrustedCertificateCode(err);
   if (certificate !== undefined) {
     println(ctx.stderr, `error: the control plane's TLS certificate is not trusted (${certificate}): ${err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err)}`);
     println(ctx.stderr, "hint: trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (set it in the environment before running ngpu)");

@@ -30,16 +30,24 @@ const UNTRUSTED_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * What to do when a connection failed because the control plane's certificate is not trusted
- * (looked for anywhere in the cause chain), or undefined for any other failure. Retrying cannot
- * fix it, so the worker's log says how.
+ * Node's code, when a connection failed because the control plane's certificate is not trusted
+ * (looked for anywhere in the cause chain); undefined for any other failure.
  */
-export function untrustedCertificateHint(err: unknown): string | undefined {
+export function untrustedCertificateCode(err: unknown): string | undefined {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && UNTRUSTED_CERTIFICATE_CODES.has(code)) {
-      return `the control plane's TLS certificate is not trusted (${code}): start the worker with --ca-file ca.pem (env NGPU_TLS_CA) naming the CA that signed it`;
-    }
+    if (typeof code === "string" && UNTRUSTED_CERTIFICATE_CODES.has(code)) return code;
   }
   return undefined;
+}
+
+/**
+ * What to do when a connection failed because the control plane's certificate is not trusted, or
+ * undefined for any other failure. Retrying cannot fix it, so the worker's log says how.
+ */
+export function untrustedCertificateHint(err: unknown): string | undefined {
+  const code = untrustedCertificateCode(err);
+  return code === undefined
+    ? undefined
+    : `the control plane's TLS certificate is not trusted (${code}): start the worker with --ca-file ca.pem (env NGPU_TLS_CA) naming the CA that signed it`;
 }
