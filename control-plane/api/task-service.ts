@@ -16,7 +16,7 @@ import type { Db } from "../db/database.js";
 import { cancelTask, getTask, insertTask, isTerminal, listTasks } from "../db/tasks.js";
 import { cancelMessage } from "../dispatch/assignment.js";
 import { invalidArgument } from "../errors.js";
-import { checkSubmitLimits, getLimits, hasLimits } from "../db/limits.js";
+import { checkSubmitLimits, hasLimits } from "../db/limits.js";
 import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { queueReason } from "../scheduler/placement.js";
 import type { Webhook } from "../../gen/ngpu/v1/webhook_pb.js";
@@ -86,7 +86,7 @@ export function createTaskService(deps: TaskServiceDeps): ServiceImpl<typeof Tas
         `must be more than the app's per-call fee of ${callFeeNanoUsd} nano-USD, which the cap includes (or 0: no cap)`,
       );
     }
-    const limits = await getLimits(db, principal.workspaceId);
+    const limits = principal.limits;
     const newTask = {
       workspaceId: principal.workspaceId,
       appId: app.id,

@@ -5,6 +5,7 @@ import { newId, newSecret } from "../ids.js";
 import type { Db } from "./database.js";
 import type { ApiKeyTable } from "./schema.js";
 import type { Selectable } from "kysely";
+import { limitsFromRow, type WorkspaceLimits } from "./limits.js";
 
 /**
  * API keys and enrollment tokens are "<id>.<secret>". Only sha256(secret) is
@@ -95,6 +96,8 @@ export interface Principal {
   readonly appNames: readonly string[];
   /** The ids of those apps: what calls are checked against. */
   readonly appIds: readonly string[];
+  /** The workspace's limits, read with the key so a submit needs no query of its own for them. */
+  readonly limits: WorkspaceLimits;
 }
 
 /**
@@ -119,6 +122,9 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
       "api_keys.app_names",
       "api_keys.app_ids",
       "workspaces.operator",
+      "workspaces.max_concurrent_tasks",
+      "workspaces.max_submits_per_minute",
+      "workspaces.monthly_spend_cap_nano_usd",
       sql<Date>`now()`.as("now"),
     ])
     .where("api_keys.id", "=", parts.id)
@@ -132,7 +138,15 @@ export async function verifyApiKey(db: Db, key: string): Promise<Principal> {
   if (!row.last_used_at || row.now.getTime() - row.last_used_at.getTime() > 60_000) {
     await db.updateTable("api_keys").set({ last_used_at: sql`now()` as never }).where("id", "=", parts.id).execute();
   }
-  return { workspaceId: row.workspace_id, keyId: parts.id, operator: row.operator, scope: row.scope as KeyScope, appNames: row.app_names, appIds: row.app_ids };
+  return {
+    workspaceId: row.workspace_id,
+    keyId: parts.id,
+    operator: row.operator,
+    scope: row.scope as KeyScope,
+    appNames: row.app_names,
+    appIds: row.app_ids,
+    limits: limitsFromRow(row),
+  };
 }
 
 export interface NewEnrollmentToken {

@@ -15,6 +15,11 @@ export async function getLimits(db: Db, workspaceId: string): Promise<WorkspaceL
     .select(["max_concurrent_tasks", "max_submits_per_minute", "monthly_spend_cap_nano_usd"])
     .where("id", "=", workspaceId)
     .executeTakeFirstOrThrow();
+  return limitsFromRow(row);
+}
+
+/** A workspace row's limit columns as limits. */
+export function limitsFromRow(row: { max_concurrent_tasks: number; max_submits_per_minute: number; monthly_spend_cap_nano_usd: number }): WorkspaceLimits {
   return { maxConcurrentTasks: row.max_concurrent_tasks, maxSubmitsPerMinute: row.max_submits_per_minute, monthlySpendCapNanoUsd: row.monthly_spend_cap_nano_usd };
 }
 
