@@ -17,6 +17,7 @@ import { runtimeToProto } from "../dispatch/assignment.js";
 import type { Logger } from "../log.js";
 import { loadNodeCapacity } from "../scheduler/capacity.js";
 import { gpusOnIdleNode, type NodeCapacity, slotsOnIdleNode, type TaskDemand } from "../scheduler/placement.js";
+import { startRoundLoop } from "../scheduler/round-loop.js";
 import { SCHEDULER_LOCK_KEY } from "../scheduler/scheduler.js";
 import { type AutoscalerState, decide, type ScalingAction } from "./decide.js";
 
@@ -117,13 +118,8 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
   const intervalMs = options.intervalMs ?? 1_000;
   const minGapMs = options.minRoundGapMs ?? Math.min(500, intervalMs);
   const warmResendMs = options.warmResendMs ?? 10_000;
-  let stopped = false;
-  let pending = false;
-  let running: Promise<void> | undefined;
-  let lastRoundAt = 0;
 
   async function runRound(): Promise<ScalingAction[]> {
-    lastRoundAt = Date.now();
     const outcome = await db.transaction().execute(async (tx) => {
       const lock = await sql<{ ok: boolean }>`SELECT pg_try_advisory_xact_lock(${AUTOSCALER_LOCK_KEY}) AS ok`.execute(tx);
       if (!lock.rows[0]?.ok) return undefined;
@@ -223,39 +219,17 @@ export function startAutoscaler(options: AutoscalerOptions): Autoscaler {
     return outcome.applied;
   }
 
-  const loop = async () => {
-    while (pending && !stopped) {
-      pending = false;
-      const wait = lastRoundAt + minGapMs - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (stopped) break;
-      try {
-        await runRound();
-      } catch (err) {
-        log.warn({ err }, "autoscaler round failed");
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-    running = undefined;
-  };
-  const wake = () => {
-    pending = true;
-    if (!running && !stopped) running = loop();
-  };
   // A task arriving or ending wakes the scheduler; it may change what the pools want too.
-  const unsubscribe = bus.onSchedulerWake(wake);
-  const tick = setInterval(wake, intervalMs);
-  tick.unref();
-  wake();
-
-  return {
-    wake,
-    runRound,
-    async shutdown() {
-      stopped = true;
-      clearInterval(tick);
-      unsubscribe();
-      await running;
+  const loop = startRoundLoop({
+    bus,
+    log,
+    what: "autoscaler round",
+    intervalMs,
+    minGapMs,
+    round: async () => {
+      await runRound();
     },
-  };
+  });
+
+  return { wake: loop.wake, runRound, shutdown: loop.shutdown };
 }

@@ -6,6 +6,7 @@ import { type AttemptToDispatch, assignmentMessage, dispatchApp } from "../dispa
 import { newId } from "../ids.js";
 import type { Logger } from "../log.js";
 import { loadNodeCapacity } from "./capacity.js";
+import { startRoundLoop } from "./round-loop.js";
 import { type TaskDemand, placeTasks } from "./placement.js";
 
 export interface SchedulerOptions {
@@ -38,27 +39,6 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
   const { db, bus, logger } = options;
   const batchSize = options.batchSize ?? 500;
   const log = logger.child({ component: "scheduler" });
-  let pending = false;
-  let running: Promise<void> | undefined;
-  let stopped = false;
-
-  const loop = async () => {
-    while (pending && !stopped) {
-      pending = false;
-      try {
-        // Placed some: there may be more to place (GPUs freed meanwhile); stop at an empty round.
-        while ((await runRound()) > 0 && !stopped);
-      } catch (err) {
-        log.warn({ err }, "scheduling round failed");
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-    running = undefined;
-  };
-  const wake = () => {
-    pending = true;
-    if (!running && !stopped) running = loop();
-  };
 
   async function runRound(): Promise<number> {
     const dispatch = await db.transaction().execute(async (tx) => {
@@ -158,19 +138,16 @@ export function startScheduler(options: SchedulerOptions): Scheduler {
     return dispatch.length;
   }
 
-  const unsubscribe = bus.onSchedulerWake(wake);
-  const tick = setInterval(wake, options.tickIntervalMs ?? 1_000);
-  tick.unref();
-  wake();
-
-  return {
-    wake,
-    runRound,
-    async shutdown() {
-      stopped = true;
-      clearInterval(tick);
-      unsubscribe();
-      await running;
+  const loop = startRoundLoop({
+    bus,
+    log,
+    what: "scheduling round",
+    intervalMs: options.tickIntervalMs ?? 1_000,
+    // Placed some: there may be more to place (GPUs freed meanwhile); stop at an empty round.
+    round: async (stopped) => {
+      while ((await runRound()) > 0 && !stopped());
     },
-  };
+  });
+
+  return { wake: loop.wake, runRound, shutdown: loop.shutdown };
 }
